@@ -1,0 +1,72 @@
+"""pictify-tasks: reliable cancellation of Pictify batch renders from Celery.
+
+Public names live here; everything else is internal.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from typing import Any
+
+from celery import current_app
+from celery.local import Proxy
+
+from pictify_tasks.client import BatchInfo, BatchStart, CancelResult, PictifyClient
+from pictify_tasks.errors import (
+    AuthenticationError,
+    BatchConflictError,
+    BatchNotFoundError,
+    ImproperlyConfigured,
+    InvalidBatchIdError,
+    InvalidRequestError,
+    PictifyConnectionError,
+    PictifyError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+)
+from pictify_tasks.hooks import install, uninstall
+from pictify_tasks.retry import RetryPolicy
+from pictify_tasks.settings import PictifySettings
+from pictify_tasks.tasks import CANCEL_BATCH
+
+
+def _installed_task(name: str) -> Any:
+    """The task ``name`` of the current app, or a clear error if not installed."""
+    app = current_app._get_current_object()
+    try:
+        return app.tasks[name]
+    except KeyError:
+        raise ImproperlyConfigured(
+            f"task {name!r} is not registered on the current Celery app {app.main!r}: "
+            "call pictify_tasks.install(app) where the app is created"
+        ) from None
+
+
+#: The ``pictify.cancel_batch`` task of the current app (see :func:`install`).
+cancel_batch: Any = Proxy(_installed_task, args=(CANCEL_BATCH,))
+
+__all__ = [
+    "AuthenticationError",
+    "BatchConflictError",
+    "BatchInfo",
+    "BatchNotFoundError",
+    "BatchStart",
+    "CancelResult",
+    "ImproperlyConfigured",
+    "InvalidBatchIdError",
+    "InvalidRequestError",
+    "PictifyClient",
+    "PictifyConnectionError",
+    "PictifyError",
+    "PictifySettings",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RetryPolicy",
+    "ServerError",
+    "__version__",
+    "cancel_batch",
+    "install",
+    "uninstall",
+]

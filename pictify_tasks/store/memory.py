@@ -1,0 +1,109 @@
+"""An in-process store: for tests, the demo, and single-process workers.
+
+It is exact within one process and useless across processes, which is why the
+package logs a warning when it falls back to it.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from typing import Any, Callable
+
+from pictify_tasks.store.base import CancelBegin, Record, StateStore
+
+__all__ = ["MemoryStore"]
+
+
+class _ExpiringDict:
+    """A dict whose entries expire; callers hold the store's lock."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._data: dict[str, tuple[Any, float]] = {}
+
+    def get(self, key: str) -> Any:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires <= self._clock():
+            del self._data[key]
+            return None
+        return value
+
+    def ttl(self, key: str) -> float:
+        entry = self._data.get(key)
+        return max(0.0, entry[1] - self._clock()) if entry else 0.0
+
+    def set(self, key: str, value: Any, seconds: float) -> None:
+        self._data[key] = (value, self._clock() + seconds)
+
+    def expire(self, key: str, seconds: float) -> None:
+        if self.get(key) is not None:
+            self.set(key, self._data[key][0], seconds)
+
+    def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+
+class MemoryStore(StateStore):
+    """Thread-safe, in-process; the same semantics as the Redis store."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._outcomes = _ExpiringDict(clock)
+        self._leases = _ExpiringDict(clock)
+        self._attempts = _ExpiringDict(clock)
+        self._failures = _ExpiringDict(clock)
+
+    def begin_cancel(self, batch_id: str, owner: str, lease_seconds: float) -> CancelBegin:
+        with self._lock:
+            outcome = self._outcomes.get(batch_id)
+            if outcome is not None:
+                return CancelBegin(outcome=copy.deepcopy(outcome))
+            holder = self._leases.get(batch_id)
+            if holder is not None and holder != owner:
+                return CancelBegin(lease_remaining=self._leases.ttl(batch_id))
+            attempt = (self._attempts.get(batch_id) or 0) + 1 if holder == owner else 1
+            self._leases.set(batch_id, owner, lease_seconds)
+            self._attempts.set(batch_id, attempt, max(lease_seconds, 86400))
+            return CancelBegin(acquired=True, attempt=attempt)
+
+    def finish_cancel(self, batch_id: str, owner: str, outcome: Record, ttl: int) -> Record:
+        with self._lock:
+            if self._outcomes.get(batch_id) is None:
+                self._outcomes.set(batch_id, copy.deepcopy(outcome), ttl)
+            if self._leases.get(batch_id) == owner:
+                self._leases.delete(batch_id)
+            self._attempts.delete(batch_id)
+            self._failures.delete(batch_id)
+            return copy.deepcopy(self._outcomes.get(batch_id))
+
+    def fail_cancel(
+        self,
+        batch_id: str,
+        owner: str,
+        error: Record,
+        ttl: int,
+        *,
+        keep_lease_for: float | None = None,
+    ) -> None:
+        with self._lock:
+            self._failures.set(batch_id, copy.deepcopy(error), ttl)
+            if self._leases.get(batch_id) != owner:
+                return
+            if keep_lease_for:
+                self._leases.expire(batch_id, keep_lease_for)
+            else:
+                self._leases.delete(batch_id)
+                self._attempts.delete(batch_id)
+
+    def get_outcome(self, batch_id: str) -> Record | None:
+        with self._lock:
+            return copy.deepcopy(self._outcomes.get(batch_id))  # type: ignore[no-any-return]
+
+    def get_failure(self, batch_id: str) -> Record | None:
+        with self._lock:
+            return copy.deepcopy(self._failures.get(batch_id))  # type: ignore[no-any-return]

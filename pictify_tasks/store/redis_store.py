@@ -1,0 +1,140 @@
+"""The Redis store: each ledger step is one Lua script, so it is atomic.
+
+Every key of one batch carries the hash tag ``{b:<batch id>}``, so one script
+only touches one slot and the store works on Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from pictify_tasks.store.base import CancelBegin, Record, StateStore
+
+__all__ = ["RedisStore"]
+
+# KEYS: outcome, lease, attempts. ARGV: owner, lease ms, attempts ttl s.
+_BEGIN = """
+local done = redis.call('GET', KEYS[1])
+if done then return {'done', done} end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then
+  return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+local n = 1
+if holder then
+  n = redis.call('INCR', KEYS[3])
+else
+  redis.call('SET', KEYS[3], 1)
+end
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+return {'acquired', tostring(n)}
+"""
+
+# KEYS: outcome, lease, attempts, failure. ARGV: owner, outcome json, ttl s.
+_FINISH = """
+redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('DEL', KEYS[3], KEYS[4])
+return redis.call('GET', KEYS[1])
+"""
+
+# KEYS: lease, attempts, failure. ARGV: owner, failure json, ttl s, keep lease ms (0: drop).
+_FAIL = """
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  else
+    redis.call('DEL', KEYS[1], KEYS[2])
+  end
+end
+return 1
+"""
+
+
+class RedisStore(StateStore):
+    """The ledger in Redis; safe across worker processes and machines."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "pictify") -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._begin = client.register_script(_BEGIN)
+        self._finish = client.register_script(_FINISH)
+        self._fail = client.register_script(_FAIL)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "pictify") -> RedisStore:
+        client = redis.Redis.from_url(
+            url, socket_timeout=5.0, socket_connect_timeout=5.0, health_check_interval=30
+        )
+        return cls(client, prefix=prefix)
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self._redis
+
+    def batch_key(self, batch_id: str, part: str) -> str:
+        return f"{self._prefix}:{{b:{batch_id}}}:{part}"
+
+    def begin_cancel(self, batch_id: str, owner: str, lease_seconds: float) -> CancelBegin:
+        keys = [self.batch_key(batch_id, part) for part in ("outcome", "lease", "attempts")]
+        lease_ms = max(1, int(lease_seconds * 1000))
+        kind, value = self._begin(keys=keys, args=[owner, lease_ms, max(86400, int(lease_seconds))])
+        kind = _text(kind)
+        if kind == "done":
+            return CancelBegin(outcome=_load(value))
+        if kind == "busy":
+            return CancelBegin(lease_remaining=max(0, int(_text(value))) / 1000.0)
+        return CancelBegin(acquired=True, attempt=int(_text(value)))
+
+    def finish_cancel(self, batch_id: str, owner: str, outcome: Record, ttl: int) -> Record:
+        keys = [
+            self.batch_key(batch_id, part) for part in ("outcome", "lease", "attempts", "failure")
+        ]
+        stored = self._finish(keys=keys, args=[owner, json.dumps(outcome), int(ttl)])
+        return _load(stored)
+
+    def fail_cancel(
+        self,
+        batch_id: str,
+        owner: str,
+        error: Record,
+        ttl: int,
+        *,
+        keep_lease_for: float | None = None,
+    ) -> None:
+        keys = [self.batch_key(batch_id, part) for part in ("lease", "attempts", "failure")]
+        keep_ms = int(keep_lease_for * 1000) if keep_lease_for else 0
+        self._fail(keys=keys, args=[owner, json.dumps(error), int(ttl), keep_ms])
+
+    def get_outcome(self, batch_id: str) -> Record | None:
+        value = self._redis.get(self.batch_key(batch_id, "outcome"))
+        return None if value is None else _load(value)
+
+    def get_failure(self, batch_id: str) -> Record | None:
+        value = self._redis.get(self.batch_key(batch_id, "failure"))
+        return None if value is None else _load(value)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _load(value: Any) -> Record:
+    data = json.loads(_text(value))
+    if not isinstance(data, dict):
+        raise ValueError("a ledger record is not a JSON object")
+    return data

@@ -1,0 +1,69 @@
+"""Shared fixtures: real services (skip on a laptop, fail under CI), the emulator."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REDIS_URL = os.environ.get("PICTIFY_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+AMQP_URL = os.environ.get("PICTIFY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+HOW_TO_START = {
+    "Redis": (
+        "start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 "
+        '--save "" --appendonly no (or set PICTIFY_TEST_REDIS_URL)'
+    ),
+    "RabbitMQ": "start it with: rabbitmq-server -detached (or set PICTIFY_TEST_AMQP_URL)",
+}
+
+
+def _answers(url: str) -> bool:
+    parts = urlsplit(url)
+    default_port = 6379 if parts.scheme.startswith("redis") else 5672
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2.0
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str) -> str:
+    """``url`` if the service answers; else skip (laptop) or fail (CI) saying how to start it."""
+    if _answers(url):
+        return url
+    message = f"{name} does not answer at {url}: {HOW_TO_START[name]}"
+    if IN_CI:
+        pytest.fail(f"CI=true and a service is missing: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return require_service("Redis", REDIS_URL)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    return require_service("RabbitMQ", AMQP_URL)
+
+
+@pytest.fixture
+def real_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A prefix of its own for each test, so tests sharing a Redis never collide."""
+    return f"pictify-test-{uuid.uuid4().hex[:12]}"

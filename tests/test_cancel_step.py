@@ -1,0 +1,142 @@
+"""The cancel decision alone: ledger, lease, retry or fail (a stub client, no HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Union
+
+import pytest
+
+from pictify_tasks import (
+    AuthenticationError,
+    CancelResult,
+    PictifyConnectionError,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+)
+from pictify_tasks.cancel import RetryLater, cancel_step
+from pictify_tasks.store import MemoryStore
+
+Answer = Union[CancelResult, BaseException]
+
+
+class StubClient:
+    """Answers cancel requests from a script, and counts them."""
+
+    def __init__(self, answers: list[Answer]) -> None:
+        self._answers: Iterator[Answer] = iter(answers)
+        self.calls = 0
+
+    def cancel_batch(self, batch_id: str) -> CancelResult:
+        self.calls += 1
+        answer = next(self._answers)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+CANCELLED = CancelResult("b1", "cancelled", "cancelled", "Batch cancelled")
+
+
+def _step(store: MemoryStore, client: StubClient, owner: str = "task-a", **kw: object):  # type: ignore[no-untyped-def]
+    return cancel_step(
+        "b1",
+        owner,
+        store=store,
+        client=lambda: client,  # type: ignore[arg-type,return-value]
+        policy=RetryPolicy(max_attempts=3, backoff_base=1.0, backoff_max=10.0),
+        lease_seconds=30,
+        ttl=3600,
+        rand=lambda: 0.5,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_success_is_recorded_and_later_calls_make_no_request() -> None:
+    store, client = MemoryStore(), StubClient([CANCELLED])
+    first = _step(store, client)
+    assert first == {
+        "batch_id": "b1",
+        "status": "cancelled",
+        "outcome": "cancelled",
+        "attempts": 1,
+        "message": "Batch cancelled",
+    }
+    assert _step(store, client, owner="task-b") == first
+    assert client.calls == 1
+
+
+def test_retryable_errors_retry_with_backoff_then_succeed_on_attempt_three() -> None:
+    store = MemoryStore()
+    client = StubClient([ServerError("503", status=503), ServerError("503", status=503), CANCELLED])
+    first = _step(store, client)
+    assert isinstance(first, RetryLater) and first.countdown == 0.5
+    second = _step(store, client)
+    assert isinstance(second, RetryLater) and second.countdown == 1.0
+    result = _step(store, client)
+    assert isinstance(result, dict) and result["attempts"] == 3
+    assert client.calls == 3
+
+
+def test_a_duplicate_waits_while_the_owner_retries() -> None:
+    store = MemoryStore()
+    client = StubClient([PictifyConnectionError("timed out"), CANCELLED])
+    assert isinstance(_step(store, client), RetryLater)
+    waiting = _step(store, client, owner="task-b")
+    assert isinstance(waiting, RetryLater) and waiting.error is None
+    assert 0.05 <= waiting.countdown <= 5.0
+    assert client.calls == 1
+    assert _step(store, client)["outcome"] == "cancelled"  # type: ignore[index]
+    assert _step(store, client, owner="task-b")["attempts"] == 2  # type: ignore[index]
+
+
+def test_retry_after_sets_the_countdown_floor() -> None:
+    store = MemoryStore()
+    client = StubClient([RateLimitError("429", status=429, retry_after=4.0)])
+    decision = _step(store, client)
+    assert isinstance(decision, RetryLater) and decision.countdown == 4.0
+
+
+def test_the_last_attempt_fails_with_the_last_error_and_the_ledger_says_so() -> None:
+    store = MemoryStore()
+    client = StubClient(
+        [
+            ServerError("a", status=503),
+            ServerError("b", status=502),
+            ServerError("c", status=500),
+            CANCELLED,
+        ]
+    )
+    assert isinstance(_step(store, client), RetryLater)
+    assert isinstance(_step(store, client), RetryLater)
+    with pytest.raises(ServerError, match="c"):
+        _step(store, client)
+    failure = store.get_failure("b1")
+    assert failure is not None
+    assert (failure["error"], failure["status"], failure["attempts"], failure["final"]) == (
+        "ServerError",
+        500,
+        3,
+        True,
+    )
+    assert store.get_outcome("b1") is None
+    # Not final: a later cancel of the batch tries again, with a fresh budget.
+    assert _step(store, client, owner="task-b")["attempts"] == 1  # type: ignore[index]
+
+
+def test_non_retryable_errors_fail_at_once() -> None:
+    store = MemoryStore()
+    client = StubClient([AuthenticationError("401", status=401)])
+    with pytest.raises(AuthenticationError):
+        _step(store, client)
+    assert client.calls == 1
+    assert store.get_failure("b1")["final"] is True  # type: ignore[index]
+
+
+def test_an_unexpected_exception_gives_the_lease_back() -> None:
+    store = MemoryStore()
+    client = StubClient([KeyboardInterrupt(), CANCELLED])
+    with pytest.raises(KeyboardInterrupt):
+        _step(store, client)
+    assert _step(store, client, owner="task-b")["outcome"] == "cancelled"  # type: ignore[index]

@@ -1,0 +1,173 @@
+"""``pictify.cancel_batch`` in a real ``celery worker`` process, on Redis and on RabbitMQ,
+against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from pictify_tasks.store import RedisStore
+from pictify_tasks.testing import PictifyEmulator
+from tests.workers import WorkerProcess, client_app, gather, run_worker
+
+pytestmark = pytest.mark.worker
+
+
+@dataclass
+class Setup:
+    broker: str
+    app: Celery
+    emulator: PictifyEmulator
+    worker: WorkerProcess
+    store: RedisStore
+    queue: str
+
+    def cancel(self, batch_id: str) -> Any:
+        return self.app.tasks["pictify.cancel_batch"].delay(batch_id)
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def setup(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    broker_url = redis_url if request.param == "redis" else request.getfixturevalue("amqp_url")
+    queue = f"pictify-tests-{uuid.uuid4().hex[:8]}"
+    log_dir: Path = tmp_path_factory.mktemp(f"worker-{request.param}")
+    api_key = f"pk_test_{uuid.uuid4().hex}"
+    env = {
+        "PICTIFY_API_KEY": api_key,
+        "PICTIFY_STATE_URL": redis_url,
+        "PICTIFY_TIMEOUT": "2",
+        "PICTIFY_RETRY_BACKOFF_BASE": "0.05",
+        "PICTIFY_RETRY_BACKOFF_MAX": "0.3",
+        "PICTIFY_CANCEL_MAX_ATTEMPTS": "4",
+    }
+    with PictifyEmulator(api_key=api_key, items_per_second=0) as emulator:
+        env["PICTIFY_BASE_URL"] = emulator.base_url
+        with run_worker(
+            broker_url=broker_url, result_url=redis_url, queue=queue, env=env, log_dir=log_dir
+        ) as worker:
+            app = client_app(broker_url, redis_url, queue)
+            store = RedisStore(redis.Redis.from_url(redis_url))
+            yield Setup(request.param, app, emulator, worker, store, queue)
+            store.close()
+            app.close()
+        assert api_key not in worker.log(), "the API key leaked into the worker's log"
+
+
+@pytest.fixture(autouse=True)
+def _clean_faults(setup: Setup) -> None:
+    setup.emulator.clear_faults()
+
+
+def _cancel_path(batch_id: str) -> str:
+    return f"/templates/batch/{batch_id}/cancel"
+
+
+def test_cancels_a_running_batch(setup: Setup) -> None:
+    batch_id = setup.emulator.create_batch(total_items=10)
+    result = setup.cancel(batch_id).get(timeout=30)
+    assert result == {
+        "batch_id": batch_id,
+        "status": "cancelled",
+        "outcome": "cancelled",
+        "attempts": 1,
+        "message": "Batch cancelled",
+    }
+    assert setup.emulator.batch(batch_id)["status"] == "cancelled"
+    assert len(setup.emulator.cancel_requests(batch_id)) == 1
+
+
+def test_503_503_200_is_one_cancel_in_three_requests(setup: Setup) -> None:
+    batch_id = setup.emulator.create_batch()
+    setup.emulator.inject(status=503, times=2, path_contains=_cancel_path(batch_id))
+    result = setup.cancel(batch_id).get(timeout=30)
+    assert (result["outcome"], result["attempts"]) == ("cancelled", 3)
+    requests = setup.emulator.cancel_requests(batch_id)
+    assert [r.status for r in requests] == [503, 503, 200]
+    assert len({r.headers["Idempotency-Key"] for r in requests}) == 1
+    assert setup.emulator.batch(batch_id)["effectiveCancels"] == 1
+
+
+def test_429_waits_at_least_retry_after(setup: Setup) -> None:
+    batch_id = setup.emulator.create_batch()
+    setup.emulator.inject(
+        status=429, headers={"Retry-After": "1"}, times=1, path_contains=_cancel_path(batch_id)
+    )
+    result = setup.cancel(batch_id).get(timeout=30)
+    assert (result["outcome"], result["attempts"]) == ("cancelled", 2)
+    first, second = setup.emulator.cancel_requests(batch_id)
+    assert (first.status, second.status) == (429, 200)
+    gap = second.monotonic - first.monotonic
+    print(f"[{setup.broker}] 429 Retry-After: 1 -> next request after {gap:.3f}s")
+    assert gap >= 0.95  # the floor holds (a lower bound, not a speed claim)
+
+
+def test_unknown_batch_is_not_found_without_retry(setup: Setup) -> None:
+    batch_id = f"batch_missing_{uuid.uuid4().hex[:8]}"
+    result = setup.cancel(batch_id).get(timeout=30)
+    assert (result["outcome"], result["attempts"], result["status"]) == ("not_found", 1, None)
+    assert len(setup.emulator.cancel_requests(batch_id)) == 1
+
+
+def test_finished_batch_is_already_finished(setup: Setup) -> None:
+    batch_id = setup.emulator.create_batch(status="completed")
+    result = setup.cancel(batch_id).get(timeout=30)
+    assert (result["outcome"], result["status"]) == ("already_finished", "completed")
+    assert setup.emulator.batch(batch_id)["status"] == "completed"
+
+
+def test_401_fails_at_once_and_the_ledger_says_so(setup: Setup) -> None:
+    batch_id = setup.emulator.create_batch()
+    setup.emulator.inject(status=401, times=1, path_contains=_cancel_path(batch_id))
+    async_result = setup.cancel(batch_id)
+    [outcome] = gather([async_result], timeout=30)
+    assert async_result.state == "FAILURE"
+    assert type(outcome).__name__ == "AuthenticationError"
+    assert "HTTP 401" in str(outcome)
+    assert len(setup.emulator.cancel_requests(batch_id)) == 1
+    failure = setup.store.get_failure(batch_id)
+    assert failure is not None and failure["final"] and failure["status"] == 401
+    assert setup.store.get_outcome(batch_id) is None
+    # Not final: asking again (the API now answers normally) cancels it.
+    assert setup.cancel(batch_id).get(timeout=30)["outcome"] == "cancelled"
+
+
+def test_fifty_duplicate_cancels_make_exactly_one_request(setup: Setup) -> None:
+    batch_id = setup.emulator.create_batch()
+    # Hold the first request long enough for every duplicate to be running.
+    setup.emulator.inject(delay=1.0, times=1, path_contains=_cancel_path(batch_id))
+    results = gather([setup.cancel(batch_id) for _ in range(50)], timeout=90)
+    assert len(setup.emulator.cancel_requests(batch_id)) == 1
+    assert all(isinstance(r, dict) for r in results), results
+    assert {r["outcome"] for r in results} == {"cancelled"}
+    assert all(r == results[0] for r in results)
+    assert setup.emulator.batch(batch_id)["effectiveCancels"] == 1
+
+
+def test_a_lost_response_is_retried_and_stays_one_cancel(setup: Setup) -> None:
+    batch_id = setup.emulator.create_batch()
+    setup.emulator.inject(drop_after_handling=True, times=1, path_contains=_cancel_path(batch_id))
+    result = setup.cancel(batch_id).get(timeout=30)
+    assert (result["outcome"], result["attempts"]) == ("cancelled", 2)
+    second = setup.emulator.cancel_requests(batch_id)[1]
+    assert second.replayed
+    assert setup.emulator.batch(batch_id)["effectiveCancels"] == 1
+
+
+def test_exhausted_retries_fail_with_the_last_error(setup: Setup) -> None:
+    batch_id = setup.emulator.create_batch()
+    setup.emulator.inject(status=502, times=4, path_contains=_cancel_path(batch_id))
+    async_result = setup.cancel(batch_id)
+    [outcome] = gather([async_result], timeout=30)
+    assert type(outcome).__name__ == "ServerError" and "HTTP 502" in str(outcome)
+    assert len(setup.emulator.cancel_requests(batch_id)) == 4
+    failure = setup.store.get_failure(batch_id)
+    assert failure is not None and (failure["attempts"], failure["final"]) == (4, True)
