@@ -27,9 +27,11 @@ from pictify_tasks.errors import (
     ServerError,
 )
 from pictify_tasks.hooks import install, uninstall
+from pictify_tasks.names import CANCEL_BATCH, START_BATCH, WAIT_FOR_BATCH
 from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.settings import PictifySettings
-from pictify_tasks.tasks import CANCEL_BATCH
+from pictify_tasks.store.base import BatchLinks
+from pictify_tasks.workflow import cancel_workflow, revoke_workflow, track_batch
 
 
 def _installed_task(name: str) -> Any:
@@ -46,11 +48,16 @@ def _installed_task(name: str) -> Any:
 
 #: The ``pictify.cancel_batch`` task of the current app (see :func:`install`).
 cancel_batch: Any = Proxy(_installed_task, args=(CANCEL_BATCH,))
+#: The ``pictify.start_batch`` task of the current app.
+start_batch: Any = Proxy(_installed_task, args=(START_BATCH,))
+#: The ``pictify.wait_for_batch`` task of the current app.
+wait_for_batch: Any = Proxy(_installed_task, args=(WAIT_FOR_BATCH,))
 
 __all__ = [
     "AuthenticationError",
     "BatchConflictError",
     "BatchInfo",
+    "BatchLinks",
     "BatchNotFoundError",
     "BatchStart",
     "CancelResult",
@@ -67,6 +74,11 @@ __all__ = [
     "ServerError",
     "__version__",
     "cancel_batch",
+    "cancel_workflow",
     "install",
+    "revoke_workflow",
+    "start_batch",
+    "track_batch",
     "uninstall",
+    "wait_for_batch",
 ]

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 from pictify_tasks.client import PictifyClient
+from pictify_tasks.names import CANCEL_BATCH
 from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.settings import MEMORY_STATE_URL, PictifySettings
 from pictify_tasks.store import MemoryStore, RedisStore, StateStore
@@ -21,6 +24,9 @@ from pictify_tasks.store import MemoryStore, RedisStore, StateStore
 __all__ = ["Runtime", "runtime_for"]
 
 logger = logging.getLogger("pictify_tasks")
+
+#: A batch whose cancel this process enqueued this recently is not enqueued again.
+_RECENT_SECONDS = 10.0
 
 _runtimes: weakref.WeakKeyDictionary[Any, Runtime] = weakref.WeakKeyDictionary()
 _runtimes_lock = threading.Lock()
@@ -36,6 +42,9 @@ class Runtime:
         self._store: StateStore | None = None
         self._client: PictifyClient | None = None
         self._client_pid = 0
+        self._recent: dict[str, float] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
 
     @property
     def app(self) -> Any:
@@ -87,6 +96,37 @@ class Runtime:
                 self._client_pid = pid
             return self._client
 
+    def enqueue_cancels(self, batch_ids: list[str]) -> None:
+        """Publish one ``pictify.cancel_batch`` per batch not enqueued here lately.
+
+        Several paths (the signal, the listener, the helper) often see the same
+        revoke in one process; the ledger would merge their cancels anyway, this
+        only spares the broker the duplicates.
+        """
+        now = time.monotonic()
+        with self._lock:
+            self._recent = {b: t for b, t in self._recent.items() if now - t < _RECENT_SECONDS}
+            fresh = [b for b in batch_ids if b not in self._recent]
+            for batch_id in fresh:
+                self._recent[batch_id] = now
+        task = self.app.tasks[CANCEL_BATCH]
+        for batch_id in fresh:
+            task.apply_async((batch_id,))
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function`` on this process's background thread; log, never raise.
+
+        Signal handlers run on the worker's event loop: they hand their store
+        round trip and publishes over to this thread and return at once.
+        """
+        with self._lock:
+            pid = os.getpid()
+            if self._executor is None or self._executor_pid != pid:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="pictify-hooks")
+                self._executor_pid = pid
+            executor = self._executor
+        executor.submit(_logged, function, *args)
+
     def reset(self) -> None:
         """Forget what was built, so that changed settings are read again."""
         with self._lock:
@@ -108,6 +148,13 @@ class Runtime:
             "merged within one worker process. Set pictify_state_url to a Redis URL."
         )
         return MemoryStore()
+
+
+def _logged(function: Callable[..., Any], *args: Any) -> None:
+    try:
+        function(*args)
+    except Exception:
+        logger.exception("pictify-tasks: %s failed", getattr(function, "__name__", function))
 
 
 def runtime_for(app: Any) -> Runtime:

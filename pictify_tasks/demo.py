@@ -52,7 +52,13 @@ def cancel_demo(app: Celery, emulator: PictifyEmulator) -> None:
 
     running = emulator.create_batch(total_items=40, items_per_second=2)
     started = time.monotonic()
-    _show("a running batch", cancel.delay(running).get(timeout=30, interval=0.01), emulator, running, started)
+    _show(
+        "a running batch",
+        cancel.delay(running).get(timeout=30, interval=0.01),
+        emulator,
+        running,
+        started,
+    )
 
     flaky = emulator.create_batch(total_items=40, items_per_second=2)
     emulator.inject(status=503, times=2, path_contains=f"/{flaky}/cancel")

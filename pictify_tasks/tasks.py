@@ -8,17 +8,22 @@ that did not ask for it.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from celery import Task
 
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.cancel import RetryLater, cancel_step
-from pictify_tasks.ids import validate_id
+from pictify_tasks.client import batch_render_body
+from pictify_tasks.errors import PictifyError
+from pictify_tasks.ids import idempotency_key_for, validate_id
+from pictify_tasks.names import CANCEL_BATCH, CANCEL_WORKFLOW, START_BATCH, WAIT_FOR_BATCH
+from pictify_tasks.workflow import cancel_ids, track_batch
 
-__all__ = ["CANCEL_BATCH", "TASKS", "PictifyTask", "cancel_batch_task"]
+__all__ = ["TASKS", "PictifyTask"]
 
-CANCEL_BATCH = "pictify.cancel_batch"
+MAX_POLL_INTERVAL = 3600.0
 
 
 class PictifyTask(Task):  # type: ignore[misc]
@@ -52,6 +57,21 @@ class PictifyTask(Task):  # type: ignore[misc]
             raise TypeError(f"{self.name}() {exc}") from None
         validator(*(args or ()), **(kwargs or {}))
 
+    def retry_transient(self, error: PictifyError) -> Any:
+        """Retry after a retryable API error, within the policy's attempt budget."""
+        policy = runtime_for(self.app).policy
+        attempt = (self.request.retries or 0) + 1
+        if not policy.should_retry(error, attempt):
+            raise error
+        return self.retry(
+            exc=error,
+            countdown=policy.countdown(attempt, error),
+            max_retries=policy.max_attempts - 1,
+        )
+
+
+# -- pictify.cancel_batch --------------------------------------------------------
+
 
 def _validate_cancel_batch(batch_id: Any) -> None:
     validate_id(batch_id)
@@ -81,17 +101,112 @@ def cancel_batch_task(self: PictifyTask, batch_id: str) -> dict[str, Any]:
     return decision
 
 
+# -- pictify.start_batch ---------------------------------------------------------
+
+
+def _validate_start_batch(
+    template_uid: Any, variable_sets: Sequence[Mapping[str, Any]], **options: Any
+) -> None:
+    validate_id(template_uid, kind="template uid")
+    batch_render_body(variable_sets, **options)
+
+
+def start_batch_task(
+    self: PictifyTask,
+    template_uid: str,
+    variable_sets: Sequence[Mapping[str, Any]],
+    **options: Any,
+) -> str:
+    """Start a batch and link it to this task's workflow; return its id.
+
+    The Idempotency-Key comes from this task's id, which a retry keeps: a
+    retried start returns the batch the first attempt made.
+    """
+    _validate_start_batch(template_uid, variable_sets, **options)
+    runtime = runtime_for(self.app)
+    runtime.settings.require_api_key()
+    try:
+        start = runtime.client.start_batch(
+            template_uid,
+            variable_sets,
+            idempotency_key=idempotency_key_for("start", str(self.request.id)),
+            **options,
+        )
+    except PictifyError as error:
+        raise self.retry_transient(error) from None
+    track_batch(start.batch_id, app=self.app)
+    return start.batch_id
+
+
+# -- pictify.wait_for_batch --------------------------------------------------------
+
+
+def _validate_wait_for_batch(batch_id: Any, poll_interval: Any = 5) -> None:
+    validate_id(batch_id)
+    if (
+        isinstance(poll_interval, bool)
+        or not isinstance(poll_interval, (int, float))
+        or not 0 < poll_interval <= MAX_POLL_INTERVAL
+    ):
+        raise ValueError(
+            f"poll_interval must be a number of seconds in (0, {MAX_POLL_INTERVAL:g}], "
+            f"got {poll_interval!r}"
+        )
+
+
+def wait_for_batch_task(
+    self: PictifyTask, batch_id: str, poll_interval: float = 5
+) -> dict[str, Any]:
+    """Poll a batch until it is terminal, rescheduling itself between polls.
+
+    It never sleeps in a worker. When the batch ends, its links are marked
+    finished, so that no later revoke sends it a cancel.
+    """
+    _validate_wait_for_batch(batch_id, poll_interval)
+    runtime = runtime_for(self.app)
+    runtime.settings.require_api_key()
+    try:
+        info = runtime.client.get_batch(batch_id)
+    except PictifyError as error:
+        if not error.retryable:
+            raise
+        countdown = max(poll_interval, runtime.policy.countdown(1, error))
+        raise self.retry(exc=error, countdown=countdown, max_retries=None) from None
+    if not info.is_terminal:
+        raise self.retry(countdown=poll_interval, max_retries=None)
+    runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
+    return info.as_dict()
+
+
+# -- pictify.cancel_workflow -------------------------------------------------------
+
+
+def _validate_cancel_workflow(workflow_id: Any) -> None:
+    validate_id(workflow_id, kind="workflow or task id")
+
+
+def cancel_workflow_task(self: PictifyTask, workflow_id: str) -> list[str]:
+    """Cancel every running batch linked to a workflow or task id; return their ids."""
+    _validate_cancel_workflow(workflow_id)
+    return cancel_ids(self.app, [workflow_id])
+
+
+_AT_LEAST_ONCE = {"acks_late": True, "reject_on_worker_lost": True}
+
 #: name -> (function, validator, task options); what ``install`` registers.
 TASKS: dict[str, tuple[Callable[..., Any], Callable[..., None], dict[str, Any]]] = {
     CANCEL_BATCH: (
         cancel_batch_task,
         _validate_cancel_batch,
-        {
-            "acks_late": True,
-            "reject_on_worker_lost": True,
-            # The attempt budget is counted per batch in the ledger, not here:
-            # waiting for another task's lease must not use it up.
-            "max_retries": None,
-        },
+        # The attempt budget is counted per batch in the ledger, not by Celery:
+        # waiting for another task's lease must not use it up.
+        {**_AT_LEAST_ONCE, "max_retries": None},
     ),
+    START_BATCH: (start_batch_task, _validate_start_batch, dict(_AT_LEAST_ONCE)),
+    WAIT_FOR_BATCH: (
+        wait_for_batch_task,
+        _validate_wait_for_batch,
+        {**_AT_LEAST_ONCE, "max_retries": None},
+    ),
+    CANCEL_WORKFLOW: (cancel_workflow_task, _validate_cancel_workflow, dict(_AT_LEAST_ONCE)),
 }

@@ -67,3 +67,25 @@ def real_redis(redis_url: str) -> Iterator[redis.Redis]:
 def key_prefix() -> str:
     """A prefix of its own for each test, so tests sharing a Redis never collide."""
     return f"pictify-test-{uuid.uuid4().hex[:12]}"
+
+
+# -- revoke-to-cancel timings, printed at the end of the run ---------------------------
+
+REVOKE_TIMINGS: dict[str, list[float]] = {}
+
+
+@pytest.fixture(scope="session")
+def revoke_timings() -> dict[str, list[float]]:
+    """Record ``seconds`` from a revoke call to the emulator receiving the cancel, per path."""
+    return REVOKE_TIMINGS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not REVOKE_TIMINGS:
+        return
+    terminalreporter.section("revoke -> cancel request received (ms; recorded, not asserted)")
+    for path, values in sorted(REVOKE_TIMINGS.items()):
+        ordered = sorted(v * 1000 for v in values)
+        median = ordered[len(ordered) // 2]
+        shown = ", ".join(f"{v:.1f}" for v in ordered)
+        terminalreporter.write_line(f"{path}: n={len(ordered)} median={median:.1f} [{shown}]")

@@ -5,32 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
-from celery import Celery
 
-from pictify_tasks.store import RedisStore
-from pictify_tasks.testing import PictifyEmulator
-from tests.workers import WorkerProcess, client_app, gather, run_worker
+from tests.workers import Setup, gather, worker_setup
 
 pytestmark = pytest.mark.worker
-
-
-@dataclass
-class Setup:
-    broker: str
-    app: Celery
-    emulator: PictifyEmulator
-    worker: WorkerProcess
-    store: RedisStore
-    queue: str
-
-    def cancel(self, batch_id: str) -> Any:
-        return self.app.tasks["pictify.cancel_batch"].delay(batch_id)
 
 
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])
@@ -38,28 +18,9 @@ def setup(
     request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Setup]:
     broker_url = redis_url if request.param == "redis" else request.getfixturevalue("amqp_url")
-    queue = f"pictify-tests-{uuid.uuid4().hex[:8]}"
-    log_dir: Path = tmp_path_factory.mktemp(f"worker-{request.param}")
-    api_key = f"pk_test_{uuid.uuid4().hex}"
-    env = {
-        "PICTIFY_API_KEY": api_key,
-        "PICTIFY_STATE_URL": redis_url,
-        "PICTIFY_TIMEOUT": "2",
-        "PICTIFY_RETRY_BACKOFF_BASE": "0.05",
-        "PICTIFY_RETRY_BACKOFF_MAX": "0.3",
-        "PICTIFY_CANCEL_MAX_ATTEMPTS": "4",
-    }
-    with PictifyEmulator(api_key=api_key, items_per_second=0) as emulator:
-        env["PICTIFY_BASE_URL"] = emulator.base_url
-        with run_worker(
-            broker_url=broker_url, result_url=redis_url, queue=queue, env=env, log_dir=log_dir
-        ) as worker:
-            app = client_app(broker_url, redis_url, queue)
-            store = RedisStore(redis.Redis.from_url(redis_url))
-            yield Setup(request.param, app, emulator, worker, store, queue)
-            store.close()
-            app.close()
-        assert api_key not in worker.log(), "the API key leaked into the worker's log"
+    log_dir = tmp_path_factory.mktemp(f"worker-{request.param}")
+    with worker_setup(request.param, broker_url, redis_url, log_dir) as setup:
+        yield setup
 
 
 @pytest.fixture(autouse=True)

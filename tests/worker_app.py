@@ -22,3 +22,33 @@ app.conf.update(
     result_expires=600,
 )
 pictify_tasks.install(app)
+
+
+@app.task(name="tests.after")
+def after(value: object) -> object:
+    """A plain step after the Pictify ones (a chain's tail)."""
+    return value
+
+
+@app.task(name="tests.render_and_hold", bind=True)
+def render_and_hold(self: object, template_uid: str, release_key: str) -> str:
+    """A user task that starts a batch, tracks it, then keeps running until released.
+
+    It stands for a long user task that is revoked while running. It polls a
+    Redis key with a deadline (what a real task would do with its own work).
+    """
+    import time
+
+    import redis
+
+    client = pictify_tasks.PictifyClient(
+        os.environ["PICTIFY_API_KEY"], base_url=os.environ["PICTIFY_BASE_URL"]
+    )
+    start = client.start_batch(template_uid, [{"n": 1}, {"n": 2}])
+    pictify_tasks.track_batch(start.batch_id)
+    state = redis.Redis.from_url(os.environ["PICTIFY_STATE_URL"])
+    state.set(f"{release_key}:batch", start.batch_id, ex=600)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not state.exists(release_key):
+        time.sleep(0.05)
+    return start.batch_id

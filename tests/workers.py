@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
 
 import pictify_tasks
+from pictify_tasks.store import RedisStore
+from pictify_tasks.testing import PictifyEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,14 +35,17 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def client_app(broker_url: str, result_url: str, queue: str) -> Celery:
-    """The caller's side of the test app: same config as the worker's, not installed there."""
+def client_app(
+    broker_url: str, result_url: str, queue: str, state_url: str | None = None
+) -> Celery:
+    """The caller's side of the test app: the same broker, queue and state as the worker's."""
     app = Celery("pictify_tests_client", set_as_current=False)
     app.conf.update(
         broker_url=broker_url,
         result_backend=result_url,
         task_default_queue=queue,
         broker_connection_retry_on_startup=True,
+        pictify_state_url=state_url or result_url,
     )
     pictify_tasks.install(app)
     return app
@@ -151,3 +157,66 @@ def gather(results: list[Any], timeout: float = 60.0) -> list[Any]:
         except Exception as exc:  # a TimeoutError is a value too: the test reports it
             values.append(exc)
     return values
+
+
+@dataclass
+class Setup:
+    """An emulator, a real worker on one broker, and the caller's app, for one test module."""
+
+    broker: str
+    app: Celery
+    emulator: PictifyEmulator
+    worker: WorkerProcess
+    store: RedisStore
+    queue: str
+    broker_url: str
+    result_url: str
+    env: dict[str, str]
+    log_dir: Path
+
+    def cancel(self, batch_id: str) -> Any:
+        return self.app.tasks["pictify.cancel_batch"].delay(batch_id)
+
+    def another_worker(self, **kwargs: Any) -> Any:
+        """A second worker on the same broker and queue (a context manager)."""
+        return run_worker(
+            broker_url=self.broker_url,
+            result_url=self.result_url,
+            queue=self.queue,
+            env=self.env,
+            log_dir=self.log_dir,
+            **kwargs,
+        )
+
+
+@contextmanager
+def worker_setup(
+    broker: str, broker_url: str, redis_url: str, log_dir: Path, **env_overrides: str
+) -> Iterator[Setup]:
+    """Everything a module of worker tests shares; checks the key never reached the log."""
+    queue = f"pictify-tests-{uuid.uuid4().hex[:8]}"
+    api_key = f"pk_test_{uuid.uuid4().hex}"
+    env = {
+        "PICTIFY_API_KEY": api_key,
+        "PICTIFY_STATE_URL": redis_url,
+        "PICTIFY_TIMEOUT": "2",
+        "PICTIFY_RETRY_BACKOFF_BASE": "0.05",
+        "PICTIFY_RETRY_BACKOFF_MAX": "0.3",
+        "PICTIFY_CANCEL_MAX_ATTEMPTS": "4",
+        **env_overrides,
+    }
+    with PictifyEmulator(api_key=api_key, items_per_second=0) as emulator:
+        env["PICTIFY_BASE_URL"] = emulator.base_url
+        with run_worker(
+            broker_url=broker_url, result_url=redis_url, queue=queue, env=env, log_dir=log_dir
+        ) as worker:
+            app = client_app(broker_url, redis_url, queue)
+            store = RedisStore(redis.Redis.from_url(redis_url))
+            try:
+                yield Setup(
+                    broker, app, emulator, worker, store, queue, broker_url, redis_url, env, log_dir
+                )
+            finally:
+                store.close()
+                app.close()
+        assert api_key not in worker.log(), "the API key leaked into the worker's log"

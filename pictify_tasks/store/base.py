@@ -1,9 +1,14 @@
-"""What the package keeps between tasks: the cancel ledger.
+"""What the package keeps between tasks: the cancel ledger and the workflow links.
 
 The ledger records each batch's final cancel outcome once (a fact), a lease
 saying which task is cancelling it right now, that task's attempt count, and
 the last failure (not final). Outcomes are facts; leases, counts and errors
 may expire without losing a cancel.
+
+The links map the ids a revoke may name (task, root, group, chain, chord,
+stamps) to the batches started under them, and remember which ids were
+revoked, so that a batch started after its workflow was revoked is cancelled
+too.
 """
 
 from __future__ import annotations
@@ -12,7 +17,11 @@ import abc
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CancelBegin", "StateStore"]
+__all__ = ["SCOPES", "BatchLinks", "CancelBegin", "StateStore"]
+
+#: ``workflow``: revoking any linked id cancels; ``task``: only the task's own
+#: id, its ancestors and its stamps do.
+SCOPES = ("workflow", "task")
 
 Record = dict[str, Any]
 
@@ -30,6 +39,17 @@ class CancelBegin:
     acquired: bool = False
     attempt: int = 0
     lease_remaining: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchLinks:
+    """The ids under which one batch is found, per revoke scope."""
+
+    workflow: frozenset[str]
+    task: frozenset[str]
+
+    def for_scope(self, scope: str) -> frozenset[str]:
+        return self.workflow if scope == "workflow" else self.task
 
 
 class StateStore(abc.ABC):
@@ -67,6 +87,22 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def get_failure(self, batch_id: str) -> Record | None:
         """The last recorded failure of a batch's cancel, if any."""
+
+    @abc.abstractmethod
+    def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
+        """Link a running batch under its ids; return those of its ids already revoked."""
+
+    @abc.abstractmethod
+    def finish_batch(self, batch_id: str, ttl: int) -> None:
+        """Mark a linked batch finished, so that no revoke cancels it."""
+
+    @abc.abstractmethod
+    def revoke_ids(self, ids: list[str], scope: str, ttl: int | None) -> list[str]:
+        """The running batches linked under ``ids`` for ``scope``, in one round trip.
+
+        With ``ttl`` the ids are also remembered as revoked for that long, so
+        that :meth:`link_batch` reports a batch linked under them later.
+        """
 
     def ping(self) -> bool:
         """Whether the store answers."""

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from pictify_tasks.store.base import CancelBegin, Record, StateStore
+from pictify_tasks.store.base import BatchLinks, CancelBegin, Record, StateStore
 
 __all__ = ["MemoryStore"]
 
@@ -57,6 +57,10 @@ class MemoryStore(StateStore):
         self._leases = _ExpiringDict(clock)
         self._attempts = _ExpiringDict(clock)
         self._failures = _ExpiringDict(clock)
+        # (scope, link id) -> {batch id: "running" | "finished"}
+        self._links = _ExpiringDict(clock)
+        self._batch_links = _ExpiringDict(clock)
+        self._revoked = _ExpiringDict(clock)
 
     def begin_cancel(self, batch_id: str, owner: str, lease_seconds: float) -> CancelBegin:
         with self._lock:
@@ -107,3 +111,33 @@ class MemoryStore(StateStore):
     def get_failure(self, batch_id: str) -> Record | None:
         with self._lock:
             return copy.deepcopy(self._failures.get(batch_id))  # type: ignore[no-any-return]
+
+    def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
+        with self._lock:
+            pairs = [("workflow", i) for i in links.workflow] + [("task", i) for i in links.task]
+            for scope, link_id in pairs:
+                batches = self._links.get(f"{scope}:{link_id}") or {}
+                batches.setdefault(batch_id, "running")
+                self._links.set(f"{scope}:{link_id}", batches, ttl)
+            known = set(self._batch_links.get(batch_id) or ())
+            self._batch_links.set(batch_id, known | set(pairs), ttl)
+            every = sorted(links.workflow | links.task)
+            return [link_id for link_id in every if self._revoked.get(link_id)]
+
+    def finish_batch(self, batch_id: str, ttl: int) -> None:
+        with self._lock:
+            for scope, link_id in self._batch_links.get(batch_id) or ():
+                batches = self._links.get(f"{scope}:{link_id}")
+                if batches is not None:
+                    batches[batch_id] = "finished"
+
+    def revoke_ids(self, ids: list[str], scope: str, ttl: int | None) -> list[str]:
+        with self._lock:
+            found: dict[str, None] = {}
+            for link_id in ids:
+                if ttl:
+                    self._revoked.set(link_id, True, ttl)
+                for batch_id, state in (self._links.get(f"{scope}:{link_id}") or {}).items():
+                    if state == "running":
+                        found[batch_id] = None
+            return list(found)

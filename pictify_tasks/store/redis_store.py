@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from pictify_tasks.store.base import CancelBegin, Record, StateStore
+from pictify_tasks.store.base import BatchLinks, CancelBegin, Record, StateStore
 
 __all__ = ["RedisStore"]
 
@@ -110,6 +110,52 @@ class RedisStore(StateStore):
         keys = [self.batch_key(batch_id, part) for part in ("lease", "attempts", "failure")]
         keep_ms = int(keep_lease_for * 1000) if keep_lease_for else 0
         self._fail(keys=keys, args=[owner, json.dumps(error), int(ttl), keep_ms])
+
+    def link_key(self, link_id: str, part: str) -> str:
+        return f"{self._prefix}:{{w:{link_id}}}:{part}"
+
+    def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
+        pairs = [("workflow", i) for i in sorted(links.workflow)]
+        pairs += [("task", i) for i in sorted(links.task)]
+        every = sorted(links.workflow | links.task)
+        pipe = self._redis.pipeline(transaction=False)
+        for scope, link_id in pairs:
+            key = self.link_key(link_id, scope)
+            pipe.hsetnx(key, batch_id, "running")
+            pipe.expire(key, ttl)
+        own = self.batch_key(batch_id, "links")
+        if pairs:
+            pipe.sadd(own, *[f"{scope}\x00{link_id}" for scope, link_id in pairs])
+            pipe.expire(own, ttl)
+        for link_id in every:
+            pipe.exists(self.link_key(link_id, "revoked"))
+        replies = pipe.execute()
+        flags = replies[len(replies) - len(every) :]
+        return [link_id for link_id, flag in zip(every, flags) if flag]
+
+    def finish_batch(self, batch_id: str, ttl: int) -> None:
+        members = self._redis.smembers(self.batch_key(batch_id, "links"))
+        pipe = self._redis.pipeline(transaction=False)
+        for member in members:
+            scope, link_id = _text(member).split("\x00", 1)
+            key = self.link_key(link_id, scope)
+            pipe.hset(key, batch_id, "finished")
+            pipe.expire(key, ttl)
+        pipe.execute()
+
+    def revoke_ids(self, ids: list[str], scope: str, ttl: int | None) -> list[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        for link_id in ids:
+            if ttl:
+                pipe.set(self.link_key(link_id, "revoked"), 1, ex=int(ttl))
+            pipe.hgetall(self.link_key(link_id, scope))
+        found: dict[str, None] = {}
+        for reply in pipe.execute():
+            if isinstance(reply, dict):
+                for batch_id, state in reply.items():
+                    if _text(state) == "running":
+                        found[_text(batch_id)] = None
+        return list(found)
 
     def get_outcome(self, batch_id: str) -> Record | None:
         value = self._redis.get(self.batch_key(batch_id, "outcome"))

@@ -1,0 +1,187 @@
+"""A worker bootstep that hears every revoke the moment it is broadcast.
+
+Celery's ``task_revoked`` signal fires only when a worker discards or
+terminates a task it holds. Revokes travel as broadcasts on the control
+exchange, so this step binds a queue of its own to that exchange and reads
+``revoke``, ``revoke_by_stamped_headers`` and ``terminate`` commands whoever
+they are addressed to, on a connection of its own, in a daemon thread: it
+never touches the worker's connection or event loop, so it cannot stall
+start-up (the Mingle pitfall) or task delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from celery import bootsteps
+from kombu.entity import Queue
+from kombu.messaging import Consumer
+
+from pictify_tasks.workflow import stamp_link_id
+
+__all__ = ["RevokeListener", "RevokeNotice", "parse_control_message"]
+
+logger = logging.getLogger("pictify_tasks.listener")
+
+REVOKE_METHODS = frozenset({"revoke", "revoke_by_stamped_headers", "terminate"})
+_MAX_RECONNECT_DELAY = 10.0
+
+
+@dataclass(frozen=True)
+class RevokeNotice:
+    """One revoke broadcast: the task ids or stamped headers it names."""
+
+    task_ids: tuple[str, ...] = ()
+    stamped_headers: tuple[tuple[str, str], ...] = ()
+    terminate: bool = False
+
+    def link_ids(self) -> list[str]:
+        """The ids to look batches up under (stamps become their link ids)."""
+        stamps = [stamp_link_id(name, value) for name, value in self.stamped_headers]
+        return [*self.task_ids, *stamps]
+
+
+def parse_control_message(body: Any) -> RevokeNotice | None:
+    """A control message's revoke, or ``None`` for any other command.
+
+    ``revoke`` and ``terminate`` carry ``task_id`` as a string or a list;
+    ``revoke_by_stamped_headers`` carries ``headers`` as a mapping of header
+    to value or list of values (or, from the command line, ``["k=v", ...]``).
+    """
+    if not isinstance(body, Mapping) or body.get("method") not in REVOKE_METHODS:
+        return None
+    arguments = body.get("arguments") or {}
+    if not isinstance(arguments, Mapping):
+        return None
+    method = body["method"]
+    terminate = method == "terminate" or bool(arguments.get("terminate"))
+    if method == "revoke_by_stamped_headers":
+        return RevokeNotice(
+            stamped_headers=_stamp_pairs(arguments.get("headers")), terminate=terminate
+        )
+    ids = arguments.get("task_id")
+    if isinstance(ids, str):
+        ids = [ids]
+    if not isinstance(ids, (list, tuple)):
+        return None
+    return RevokeNotice(
+        task_ids=tuple(i for i in ids if isinstance(i, str) and i), terminate=terminate
+    )
+
+
+def _stamp_pairs(headers: Any) -> tuple[tuple[str, str], ...]:
+    pairs: list[tuple[str, str]] = []
+    if isinstance(headers, (list, tuple)):
+        for item in headers:
+            if isinstance(item, str) and "=" in item:
+                name, value = item.split("=", 1)
+                pairs.append((name, value))
+    elif isinstance(headers, Mapping):
+        for name, value in headers.items():
+            values = value if isinstance(value, (list, tuple, set)) else [value]
+            pairs.extend((str(name), str(item)) for item in values)
+    return tuple(pairs)
+
+
+class _ListenerThread(threading.Thread):
+    """Consumes the control exchange on its own connection; reconnects on errors."""
+
+    def __init__(self, app: Any, hostname: str, on_notice: Callable[[RevokeNotice], None]) -> None:
+        super().__init__(name="pictify-revoke-listener", daemon=True)
+        self._app = app
+        self._hostname = hostname
+        self._on_notice = on_notice
+        self.stopping = threading.Event()
+        self.consuming = threading.Event()
+
+    def run(self) -> None:
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                with self._app.connection_for_read() as connection:
+                    connection.ensure_connection(max_retries=1)
+                    self._consume(connection)
+                    delay = 0.5
+            except Exception as exc:
+                self.consuming.clear()
+                if self.stopping.is_set():
+                    break
+                logger.warning(
+                    "revoke listener lost the broker (%r); reconnecting in %.1fs", exc, delay
+                )
+                self.stopping.wait(delay)
+                delay = min(delay * 2, _MAX_RECONNECT_DELAY)
+
+    def _consume(self, connection: Any) -> None:
+        mailbox = self._app.control.mailbox(connection)
+        # A fresh name per connection: an exclusive queue left by a dead
+        # connection would otherwise be locked on RabbitMQ.
+        queue = Queue(  # type: ignore[no-untyped-call]
+            f"pictify.revokes.{self._hostname}.{uuid.uuid4().hex[:8]}",
+            exchange=mailbox.exchange,
+            durable=False,
+            auto_delete=True,
+            exclusive=True,
+            expires=mailbox.queue_expires,
+            message_ttl=mailbox.queue_ttl,
+        )
+        consumer = Consumer(  # type: ignore[no-untyped-call]
+            connection.channel(),
+            [queue],
+            no_ack=True,
+            accept=mailbox.accept,
+            callbacks=[self._on_message],
+        )
+        with consumer:
+            self.consuming.set()
+            logger.debug("revoke listener consuming %s", queue.name)
+            while not self.stopping.is_set():
+                try:
+                    connection.drain_events(timeout=1.0)
+                except socket.timeout:
+                    connection.heartbeat_check()
+
+    def _on_message(self, body: Any, message: Any) -> None:
+        try:
+            notice = parse_control_message(body)
+            if notice is not None:
+                self._on_notice(notice)
+        except Exception:
+            logger.exception("revoke listener: handling a control message failed")
+
+
+class RevokeListener(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Consumer bootstep; starts after the Tasks step (so after Mingle)."""
+
+    label = "pictify revoke listener"
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._thread: _ListenerThread | None = None
+
+    def start(self, parent: Any) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return  # a consumer restart: our own connection did not go anywhere
+        from pictify_tasks.hooks import on_revoke_notice
+
+        app = parent.app
+        self._thread = _ListenerThread(
+            app, str(parent.hostname), lambda notice: on_revoke_notice(app, notice)
+        )
+        self._thread.start()
+
+    def stop(self, parent: Any) -> None:
+        """Keep listening across consumer restarts; :meth:`shutdown` ends it."""
+
+    def shutdown(self, parent: Any) -> None:
+        if self._thread is not None:
+            self._thread.stopping.set()
+            self._thread.join(timeout=5.0)
+            self._thread = None

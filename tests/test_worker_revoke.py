@@ -1,0 +1,127 @@
+"""A revoked workflow's batches are cancelled: the main cases, on Redis and on RabbitMQ.
+
+Each test runs a real ``celery worker`` (with the package's bootstep and
+signals) against the emulator. The other cases are in test_worker_revoke_cases.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import chain, group
+
+import pictify_tasks
+from tests.workers import Setup, worker_setup
+from tests.workflows import (
+    TEMPLATE,
+    after,
+    cancel_of,
+    eventually,
+    polling,
+    published,
+    settled,
+    start,
+    timed_revoke,
+    wait,
+)
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def setup(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    broker_url = redis_url if request.param == "redis" else request.getfixturevalue("amqp_url")
+    log_dir = tmp_path_factory.mktemp(f"revoke-{request.param}")
+    with worker_setup(request.param, broker_url, redis_url, log_dir) as setup:
+        yield setup
+
+
+# -- the main cases, on both brokers ---------------------------------------------------------
+
+
+def test_chain_revoked_through_its_tail_while_waiting(
+    setup: Setup, revoke_timings: dict[str, list[float]]
+) -> None:
+    result = chain(start(setup), wait(setup), after(setup)).apply_async()
+    batch_id = result.parent.parent.get(timeout=30)
+    polling(setup, batch_id)
+    timed_revoke(setup, revoke_timings, "broadcast: chain tail", batch_id, result.revoke)
+    assert setup.emulator.batch(batch_id)["status"] == "cancelled"
+    # The waiting step sees the cancel and ends; it never sends a cancel itself.
+    assert result.parent.get(timeout=30)["status"] == "cancelled"
+    assert setup.emulator.batch(batch_id)["cancelRequests"] == 1
+
+
+def test_running_task_revoked_without_terminate(setup: Setup) -> None:
+    release = f"release-{uuid.uuid4().hex}"
+    state = redis.Redis.from_url(setup.env["PICTIFY_STATE_URL"])
+    try:
+        result = setup.app.signature("tests.render_and_hold", args=(TEMPLATE, release)).delay()
+        batch_id = published(state, release)
+        result.revoke()
+        cancel_of(setup, batch_id)
+        assert setup.emulator.batch(batch_id)["status"] == "cancelled"
+    finally:
+        state.set(release, 1, ex=60)
+        state.close()
+
+
+def test_running_task_revoked_with_terminate(setup: Setup) -> None:
+    release = f"release-{uuid.uuid4().hex}"
+    state = redis.Redis.from_url(setup.env["PICTIFY_STATE_URL"])
+    try:
+        result = setup.app.signature("tests.render_and_hold", args=(TEMPLATE, release)).delay()
+        batch_id = published(state, release)
+        result.revoke(terminate=True)
+        cancel_of(setup, batch_id)
+        assert setup.emulator.batch(batch_id)["status"] == "cancelled"
+        # The pool really killed it: the task did not run on to its return.
+        assert eventually(lambda: result.state == "REVOKED")
+    finally:
+        state.set(release, 1, ex=60)
+        state.close()
+
+
+def test_group_of_five_revoked_with_group_result(setup: Setup) -> None:
+    result = group(start(setup) for _ in range(5)).apply_async()
+    batch_ids = result.get(timeout=30)
+    assert len(set(batch_ids)) == 5
+    result.revoke()
+    for batch_id in batch_ids:
+        cancel_of(setup, batch_id)
+    assert {setup.emulator.batch(b)["status"] for b in batch_ids} == {"cancelled"}
+
+
+def test_revoke_workflow_helper_cancels_from_the_callers_process(
+    setup: Setup, revoke_timings: dict[str, list[float]]
+) -> None:
+    result = chain(start(setup), wait(setup), after(setup)).apply_async()
+    batch_id = result.parent.parent.get(timeout=30)
+    polling(setup, batch_id)
+    enqueued: list[str] = []
+    timed_revoke(
+        setup,
+        revoke_timings,
+        "helper: revoke_workflow",
+        batch_id,
+        lambda: enqueued.extend(pictify_tasks.revoke_workflow(result, app=setup.app)),
+    )
+    assert enqueued == [batch_id]
+    assert setup.emulator.batch(batch_id)["status"] == "cancelled"
+
+
+def test_two_workers_hear_the_broadcast_and_send_one_cancel(setup: Setup) -> None:
+    with setup.another_worker(concurrency=2) as second:
+        result = chain(start(setup), wait(setup), after(setup)).apply_async()
+        batch_id = result.parent.parent.get(timeout=30)
+        polling(setup, batch_id)
+        result.revoke()
+        cancel_of(setup, batch_id)
+        settled(setup)
+        assert len(setup.emulator.cancel_requests(batch_id)) == 1
+        assert eventually(lambda: batch_id in second.log() and batch_id in setup.worker.log())
