@@ -169,9 +169,13 @@ class RevokeListener(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, parent: Any) -> None:
         if self._thread is not None and self._thread.is_alive():
             return  # a consumer restart: our own connection did not go anywhere
+        from pictify_tasks._runtime import runtime_for
         from pictify_tasks.hooks import on_revoke_notice
 
         app = parent.app
+        if not runtime_for(app).settings.revoke_listener:
+            logger.info("revoke listener off (pictify_revoke_listener); the signal still works")
+            return
         self._thread = _ListenerThread(
             app, str(parent.hostname), lambda notice: on_revoke_notice(app, notice)
         )

@@ -58,6 +58,7 @@ class PictifySettings:
     link_ttl: int = SEVEN_DAYS
     outcome_ttl: int = SEVEN_DAYS
     revoke_scope: str = "workflow"
+    revoke_listener: bool = True
 
     def __post_init__(self) -> None:
         _check_url(self.base_url, "pictify_base_url", schemes=("http", "https"))
@@ -109,6 +110,7 @@ class PictifySettings:
             link_ttl=reader.get("pictify_link_ttl", int, SEVEN_DAYS),
             outcome_ttl=reader.get("pictify_outcome_ttl", int, SEVEN_DAYS),
             revoke_scope=reader.get("pictify_revoke_scope", str, "workflow"),
+            revoke_listener=reader.get("pictify_revoke_listener", _boolean, True),
         )
 
 
@@ -143,15 +145,32 @@ class _Reader:
             if not isinstance(value, str):
                 raise ImproperlyConfigured(f"{source} must be a string")
             return value  # type: ignore[return-value]
-        if isinstance(value, bool):
+        if isinstance(value, bool) and convert is not _boolean:
             raise ImproperlyConfigured(f"{source} must be a number, not a bool")
         try:
             return convert(value)
         except (TypeError, ValueError):
             shown = "<hidden>" if "key" in name else repr(value)
             raise ImproperlyConfigured(
-                f"{source} must be a {getattr(convert, '__name__', 'value')}, got {shown}"
+                f"{source} must be a {_KINDS.get(convert, 'value')}, got {shown}"
             ) from None
+
+
+def _boolean(value: Any) -> bool:
+    """A bool from the config, or from an environment string such as ``0`` or ``off``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    if isinstance(value, int):
+        return bool(value)
+    raise TypeError(value)
+
+
+_KINDS: dict[Any, str] = {int: "whole number", float: "number", _boolean: "boolean"}
 
 
 def _check_positive(value: float, name: str) -> None:

@@ -63,7 +63,9 @@ def test_state_defaults_to_a_redis_broker() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "says"),
     [
-        ("pictify_timeout", "soon", "must be a float"),
+        ("pictify_timeout", "soon", "must be a number"),
+        ("pictify_cancel_max_attempts", "many", "must be a whole number"),
+        ("pictify_revoke_listener", "maybe", "must be a boolean"),
         ("pictify_timeout", 0, "greater than 0"),
         ("pictify_cancel_max_attempts", 0, "at least 1"),
         ("pictify_base_url", "ftp://x", "must be a URL"),
@@ -89,3 +91,13 @@ def test_the_key_is_never_shown() -> None:
 def test_missing_key_says_how_to_set_it() -> None:
     with pytest.raises(ImproperlyConfigured, match="PICTIFY_API_KEY"):
         PictifySettings().require_api_key()
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", False), ("off", False), ("yes", True)])
+def test_the_listener_can_be_switched_off_from_the_environment(text: str, value: bool) -> None:
+    settings = PictifySettings.from_app(_app(), environ={"PICTIFY_REVOKE_LISTENER": text})
+    assert settings.revoke_listener is value
+    assert (
+        PictifySettings.from_app(_app(pictify_revoke_listener=False), environ={}).revoke_listener
+        is False
+    )
