@@ -15,7 +15,8 @@ import logging
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,6 +32,7 @@ logger = logging.getLogger("pictify_tasks.listener")
 
 REVOKE_METHODS = frozenset({"revoke", "revoke_by_stamped_headers", "terminate"})
 _MAX_RECONNECT_DELAY = 10.0
+_SEEN_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -89,14 +91,51 @@ def _stamp_pairs(headers: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+class _SeenIds:
+    """The task ids this listener has handled lately (bounded, oldest dropped first)."""
+
+    def __init__(self, limit: int = _SEEN_LIMIT) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._limit = limit
+
+    def add(self, ids: Iterable[str]) -> None:
+        for task_id in ids:
+            self._ids[task_id] = None
+            self._ids.move_to_end(task_id)
+        while len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+
+    def unseen(self, ids: Iterable[str]) -> list[str]:
+        return [task_id for task_id in ids if task_id not in self._ids]
+
+
+def _worker_revoked_ids() -> list[str]:
+    """The ids this worker process knows as revoked (including from ``--statedb``)."""
+    from celery.worker import state
+
+    for _ in range(3):  # the worker's loop may add to the set while we copy it
+        try:
+            return [i for i in list(state.revoked) if isinstance(i, str)]
+        except RuntimeError:
+            continue
+    return []
+
+
 class _ListenerThread(threading.Thread):
-    """Consumes the control exchange on its own connection; reconnects on errors."""
+    """Consumes the control exchange on its own connection; reconnects on errors.
+
+    Broadcasts are not stored: one sent while this connection was down is
+    lost to it. So on every (re)connect it also handles the ids the worker
+    itself knows as revoked and it has not seen, which covers that gap and
+    revokes loaded from the worker's ``--statedb``.
+    """
 
     def __init__(self, app: Any, hostname: str, on_notice: Callable[[RevokeNotice], None]) -> None:
         super().__init__(name="pictify-revoke-listener", daemon=True)
         self._app = app
         self._hostname = hostname
         self._on_notice = on_notice
+        self._seen = _SeenIds()
         self.stopping = threading.Event()
         self.consuming = threading.Event()
 
@@ -141,19 +180,33 @@ class _ListenerThread(threading.Thread):
         with consumer:
             self.consuming.set()
             logger.debug("revoke listener consuming %s", queue.name)
+            self._catch_up()
             while not self.stopping.is_set():
                 try:
                     connection.drain_events(timeout=1.0)
                 except socket.timeout:
                     connection.heartbeat_check()
 
+    def _catch_up(self) -> None:
+        missed = self._seen.unseen(_worker_revoked_ids())
+        if missed:
+            self._handle(RevokeNotice(task_ids=tuple(missed)))
+
     def _on_message(self, body: Any, message: Any) -> None:
         try:
             notice = parse_control_message(body)
-            if notice is not None:
-                self._on_notice(notice)
         except Exception:
-            logger.exception("revoke listener: handling a control message failed")
+            logger.exception("revoke listener: unreadable control message")
+            return
+        if notice is not None:
+            self._handle(notice)
+
+    def _handle(self, notice: RevokeNotice) -> None:
+        try:
+            self._seen.add(notice.task_ids)
+            self._on_notice(notice)
+        except Exception:
+            logger.exception("revoke listener: handling %s failed", notice)
 
 
 class RevokeListener(bootsteps.StartStopStep):  # type: ignore[misc]

@@ -25,9 +25,9 @@ pictify_tasks.install(app)
 
 
 @app.task(name="tests.after")
-def after(value: object) -> object:
-    """A plain step after the Pictify ones (a chain's tail)."""
-    return value
+def after(*values: object) -> object:
+    """A plain step (a chain's tail, or a step before a start); passes its last input on."""
+    return values[-1] if values else None
 
 
 @app.task(name="tests.render_and_hold", bind=True)
