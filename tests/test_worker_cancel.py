@@ -3,6 +3,8 @@ against the emulator over HTTP."""
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -132,3 +134,26 @@ def test_exhausted_retries_fail_with_the_last_error(setup: Setup) -> None:
     assert len(setup.emulator.cancel_requests(batch_id)) == 4
     failure = setup.store.get_failure(batch_id)
     assert failure is not None and (failure["attempts"], failure["final"]) == (4, True)
+
+
+def test_a_worker_killed_mid_call_leaves_the_message_to_be_redelivered(setup: Setup) -> None:
+    batch_id = setup.emulator.create_batch()
+    # The first request hangs long enough for us to kill the process sending it.
+    setup.emulator.inject(delay=3.0, times=1, path_contains=_cancel_path(batch_id))
+    async_result = setup.cancel(batch_id)
+    setup.emulator.wait_for_requests(1, path_contains=_cancel_path(batch_id), timeout=30)
+    killed = _kill_pool_children(setup.worker.process.pid)
+    assert killed, "the worker had no pool processes to kill"
+    result = async_result.get(timeout=60)
+    assert result["outcome"] == "cancelled"
+    assert result["attempts"] >= 2  # the redelivered message went on with the same lease
+    assert setup.emulator.batch(batch_id)["effectiveCancels"] == 1
+
+
+def _kill_pool_children(pid: int) -> list[int]:
+    """SIGKILL the prefork pool's processes (the main process replaces them)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        children = [int(child) for child in handle.read().split()]
+    for child in children:
+        os.kill(child, signal.SIGKILL)
+    return children
