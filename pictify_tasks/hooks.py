@@ -110,11 +110,13 @@ def _on_before_task_publish(headers: Any = None, **_: Any) -> None:
         if task is None or task.app not in _installed or not isinstance(headers, dict):
             return
         request = task.request
-        if not request.id or request.is_eager or headers.get("id") == request.id:
-            return  # not inside a task, or a retry of the same task
+        if not request.id or request.is_eager:
+            return  # not inside a running task
         lineage = list(getattr(request, LINEAGE_HEADER, None) or [])
-        lineage.append(request.id)
-        headers[LINEAGE_HEADER] = lineage[-MAX_LINEAGE:]
+        if headers.get("id") != request.id:
+            lineage.append(request.id)  # a child; a retry or replacement keeps its ancestry
+        if lineage:
+            headers[LINEAGE_HEADER] = lineage[-MAX_LINEAGE:]
     except Exception:
         logger.exception("pictify-tasks: adding the lineage header failed")
 

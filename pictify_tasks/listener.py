@@ -56,25 +56,23 @@ def parse_control_message(body: Any) -> RevokeNotice | None:
     ``revoke_by_stamped_headers`` carries ``headers`` as a mapping of header
     to value or list of values (or, from the command line, ``["k=v", ...]``).
     """
-    if not isinstance(body, Mapping) or body.get("method") not in REVOKE_METHODS:
+    method = body.get("method") if isinstance(body, Mapping) else None
+    if not isinstance(method, str) or method not in REVOKE_METHODS:
         return None
     arguments = body.get("arguments") or {}
     if not isinstance(arguments, Mapping):
         return None
-    method = body["method"]
     terminate = method == "terminate" or bool(arguments.get("terminate"))
     if method == "revoke_by_stamped_headers":
-        return RevokeNotice(
-            stamped_headers=_stamp_pairs(arguments.get("headers")), terminate=terminate
-        )
+        pairs = _stamp_pairs(arguments.get("headers"))
+        return RevokeNotice(stamped_headers=pairs, terminate=terminate) if pairs else None
     ids = arguments.get("task_id")
     if isinstance(ids, str):
         ids = [ids]
     if not isinstance(ids, (list, tuple)):
         return None
-    return RevokeNotice(
-        task_ids=tuple(i for i in ids if isinstance(i, str) and i), terminate=terminate
-    )
+    task_ids = tuple(i for i in ids if isinstance(i, str) and i)
+    return RevokeNotice(task_ids=task_ids, terminate=terminate) if task_ids else None
 
 
 def _stamp_pairs(headers: Any) -> tuple[tuple[str, str], ...]:

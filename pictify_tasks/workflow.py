@@ -10,6 +10,7 @@ cancels exactly one per batch, however many paths fire.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -42,7 +43,8 @@ _MAX_SIGNATURE_DEPTH = 8
 
 def stamp_link_id(name: str, value: Any) -> str:
     """The link id of one stamped header value (hashed: values are free text)."""
-    digest = hashlib.sha256(f"{name}\x00{value}".encode()).hexdigest()[:32]
+    encoded = json.dumps([str(name), str(value)], separators=(",", ":"))
+    digest = hashlib.sha256(encoded.encode()).hexdigest()[:32]
     return f"stamp:{digest}"
 
 
@@ -127,7 +129,7 @@ def track_batch(batch_id: str, *, workflow_id: str | None = None, app: Any = Non
     extra = frozenset({workflow_id} if workflow_id else ())
     task = current_task._get_current_object() if current_task else None
     request = getattr(task, "request", None)
-    if task is not None and request is not None and request.id and not request.is_eager:
+    if task is not None and request is not None and request.id:
         links = links_from_request(request)
         links = BatchLinks(links.workflow | extra, links.task | extra)
         app = app or task.app

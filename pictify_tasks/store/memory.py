@@ -121,8 +121,7 @@ class MemoryStore(StateStore):
                 self._links.set(f"{scope}:{link_id}", batches, ttl)
             known = set(self._batch_links.get(batch_id) or ())
             self._batch_links.set(batch_id, known | set(pairs), ttl)
-            every = sorted(links.workflow | links.task)
-            return [link_id for link_id in every if self._revoked.get(link_id)]
+            return sorted({i for scope, i in pairs if self._revoked.get(f"{scope}:{i}")})
 
     def finish_batch(self, batch_id: str, ttl: int) -> None:
         with self._lock:
@@ -130,13 +129,14 @@ class MemoryStore(StateStore):
                 batches = self._links.get(f"{scope}:{link_id}")
                 if batches is not None:
                     batches[batch_id] = "finished"
+                    self._links.set(f"{scope}:{link_id}", batches, ttl)
 
     def revoke_ids(self, ids: list[str], scope: str, ttl: int | None) -> list[str]:
         with self._lock:
             found: dict[str, None] = {}
             for link_id in ids:
                 if ttl:
-                    self._revoked.set(link_id, True, ttl)
+                    self._revoked.set(f"{scope}:{link_id}", True, ttl)
                 for batch_id, state in (self._links.get(f"{scope}:{link_id}") or {}).items():
                     if state == "running":
                         found[batch_id] = None

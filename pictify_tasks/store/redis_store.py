@@ -117,7 +117,6 @@ class RedisStore(StateStore):
     def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
         pairs = [("workflow", i) for i in sorted(links.workflow)]
         pairs += [("task", i) for i in sorted(links.task)]
-        every = sorted(links.workflow | links.task)
         pipe = self._redis.pipeline(transaction=False)
         for scope, link_id in pairs:
             key = self.link_key(link_id, scope)
@@ -127,11 +126,13 @@ class RedisStore(StateStore):
         if pairs:
             pipe.sadd(own, *[f"{scope}\x00{link_id}" for scope, link_id in pairs])
             pipe.expire(own, ttl)
-        for link_id in every:
-            pipe.exists(self.link_key(link_id, "revoked"))
+        # A revoke is remembered per scope: under "task" a chain successor's
+        # revoke must not reach a batch its predecessor links later.
+        for scope, link_id in pairs:
+            pipe.exists(self.link_key(link_id, f"revoked:{scope}"))
         replies = pipe.execute()
-        flags = replies[len(replies) - len(every) :]
-        return [link_id for link_id, flag in zip(every, flags) if flag]
+        flags = replies[len(replies) - len(pairs) :]
+        return sorted({link_id for (_, link_id), flag in zip(pairs, flags) if flag})
 
     def finish_batch(self, batch_id: str, ttl: int) -> None:
         members = self._redis.smembers(self.batch_key(batch_id, "links"))
@@ -147,7 +148,7 @@ class RedisStore(StateStore):
         pipe = self._redis.pipeline(transaction=False)
         for link_id in ids:
             if ttl:
-                pipe.set(self.link_key(link_id, "revoked"), 1, ex=int(ttl))
+                pipe.set(self.link_key(link_id, f"revoked:{scope}"), 1, ex=int(ttl))
             pipe.hgetall(self.link_key(link_id, scope))
         found: dict[str, None] = {}
         for reply in pipe.execute():
