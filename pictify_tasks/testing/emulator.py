@@ -776,6 +776,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "PictifyEmulator/1.0"
     timeout = 120  # idle keep-alive connections do not live for ever
+    # Headers and body go out in two writes; with Nagle's algorithm on, a
+    # keep-alive client would wait ~40 ms for the body (delayed ACK). The real
+    # API does not make clients wait like that, so neither may its stand-in.
+    disable_nagle_algorithm = True
 
     def version_string(self) -> str:
         return self.server_version
