@@ -8,8 +8,12 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import fakeredis
 import pytest
 import redis
+
+from pictify_tasks.store import MemoryStore, RedisStore, StateStore
+from tests.workers import Setup, worker_setup
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REDIS_URL = os.environ.get("PICTIFY_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -67,6 +71,38 @@ def real_redis(redis_url: str) -> Iterator[redis.Redis]:
 def key_prefix() -> str:
     """A prefix of its own for each test, so tests sharing a Redis never collide."""
     return f"pictify-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["memory", "fakeredis", "redis"])
+def store(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[StateStore]:
+    """The same store contract on the in-process store, fakeredis and the real server."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if request.param == "fakeredis":
+        yield RedisStore(fakeredis.FakeRedis(), prefix=key_prefix)
+        return
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    yield RedisStore(client, prefix=key_prefix)
+    for key in client.scan_iter(f"{key_prefix}:*"):
+        client.delete(key)
+    client.close()
+
+
+# -- real workers: one per broker for a module of tests -----------------------------------
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def setup(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    """The emulator and a real worker on each broker in turn (state and results on Redis)."""
+    broker_url = redis_url if request.param == "redis" else request.getfixturevalue("amqp_url")
+    log_dir = tmp_path_factory.mktemp(
+        f"{request.module.__name__.rsplit('.', 1)[-1]}-{request.param}"
+    )
+    with worker_setup(request.param, broker_url, redis_url, log_dir) as setup:
+        yield setup
 
 
 # -- revoke-to-cancel timings, printed at the end of the run ---------------------------

@@ -7,13 +7,11 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
 from celery import Celery
-from celery._state import _task_stack
 from celery.app.task import Context
 from celery.signals import before_task_publish, task_revoked
 
@@ -32,6 +30,7 @@ from pictify_tasks.hooks import (
 from pictify_tasks.listener import RevokeListener, RevokeNotice
 from pictify_tasks.store.base import BatchLinks
 from pictify_tasks.workflow import LINEAGE_HEADER, MAX_LINEAGE
+from tests.fakes import running
 
 WAIT = 10.0
 
@@ -334,18 +333,6 @@ def test_a_revoke_notice_cancels_at_once_on_an_installed_app_only(
 
 
 # -- _on_before_task_publish -----------------------------------------------------------------------
-
-
-@contextmanager
-def running(task: Any, **fields: Any) -> Iterator[Any]:
-    """Make ``task`` the current task with a request of ``fields``, as a worker does."""
-    task.push_request(**{"called_directly": False, **fields})
-    _task_stack.push(task)
-    try:
-        yield task.request
-    finally:
-        _task_stack.pop()
-        task.pop_request()
 
 
 def test_outside_a_task_headers_are_left_alone(app: Celery) -> None:

@@ -7,15 +7,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any, Callable
 
-import fakeredis
 import pytest
 import redis
 from celery import Celery, chain, chord, group
-from celery._state import _task_stack
 from celery.app.task import Context
 from celery.result import AsyncResult, GroupResult
 from celery.signals import before_task_publish
@@ -39,6 +36,7 @@ from pictify_tasks.workflow import (
     stamp_link_ids,
     track_batch,
 )
+from tests.fakes import running
 
 TTL = 3600
 
@@ -53,22 +51,6 @@ def links(workflow: set[str], task: set[str] | None = None) -> BatchLinks:
 
 
 # -- the stores ------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[StateStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    if request.param == "fakeredis":
-        yield RedisStore(fakeredis.FakeRedis(), prefix=key_prefix)
-        return
-    url = request.getfixturevalue("redis_url")
-    client = redis.Redis.from_url(url)
-    yield RedisStore(client, prefix=key_prefix)
-    for key in client.scan_iter(f"{key_prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 def test_a_batch_is_found_under_its_ids_for_each_scope(store: StateStore) -> None:
@@ -542,18 +524,6 @@ def enqueued(app: Celery) -> list[list[str]]:
     calls: list[list[str]] = []
     runtime_for(app).enqueue_cancels = lambda batch_ids: calls.append(list(batch_ids))  # type: ignore[method-assign]
     return calls
-
-
-@contextmanager
-def running(task: Any, **fields: Any) -> Iterator[Any]:
-    """Make ``task`` the current task with a request of ``fields``, as a worker does."""
-    task.push_request(**{"called_directly": False, **fields})
-    _task_stack.push(task)
-    try:
-        yield task.request
-    finally:
-        _task_stack.pop()
-        task.pop_request()
 
 
 def test_track_batch_outside_a_task_needs_a_workflow_id(app: Celery) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
-import fakeredis
 import pytest
 import redis
 
-from pictify_tasks.store import MemoryStore, RedisStore, StateStore
+from pictify_tasks.store import RedisStore, StateStore
 
 OUTCOME = {
     "batch_id": "b1",
@@ -18,22 +16,6 @@ OUTCOME = {
     "attempts": 1,
     "message": "Batch cancelled",
 }
-
-
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
-def store(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[StateStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    if request.param == "fakeredis":
-        yield RedisStore(fakeredis.FakeRedis(), prefix=key_prefix)
-        return
-    url = request.getfixturevalue("redis_url")
-    client = redis.Redis.from_url(url)
-    yield RedisStore(client, prefix=key_prefix)
-    for key in client.scan_iter(f"{key_prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 def test_first_caller_takes_the_lease_others_wait(store: StateStore) -> None:

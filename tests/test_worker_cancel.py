@@ -6,23 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tests.workers import Setup, gather, worker_setup
+from tests.workers import Setup, gather
 
 pytestmark = pytest.mark.worker
-
-
-@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
-def setup(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Setup]:
-    broker_url = redis_url if request.param == "redis" else request.getfixturevalue("amqp_url")
-    log_dir = tmp_path_factory.mktemp(f"worker-{request.param}")
-    with worker_setup(request.param, broker_url, redis_url, log_dir) as setup:
-        yield setup
 
 
 @pytest.fixture(autouse=True)

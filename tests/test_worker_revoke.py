@@ -7,14 +7,13 @@ signals) against the emulator. The other cases are in test_worker_revoke_cases.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
 from celery import chain, group
 
 import pictify_tasks
-from tests.workers import Setup, worker_setup
+from tests.workers import Setup
 from tests.workflows import (
     TEMPLATE,
     after,
@@ -29,16 +28,6 @@ from tests.workflows import (
 )
 
 pytestmark = pytest.mark.worker
-
-
-@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
-def setup(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Setup]:
-    broker_url = redis_url if request.param == "redis" else request.getfixturevalue("amqp_url")
-    log_dir = tmp_path_factory.mktemp(f"revoke-{request.param}")
-    with worker_setup(request.param, broker_url, redis_url, log_dir) as setup:
-        yield setup
 
 
 # -- the main cases, on both brokers ---------------------------------------------------------
