@@ -583,17 +583,23 @@ def test_track_batch_inside_an_eager_task_links_under_its_request(
     assert runtime_for(app).store.revoke_ids([A], "workflow", None) == ["batch-1"]
 
 
+def _eager_app(emulator: PictifyEmulator) -> Celery:
+    """An installed app that runs tasks eagerly against the emulator (uninstall it after)."""
+    app = Celery(f"links-eager-{uuid.uuid4().hex[:6]}", set_as_current=False)
+    app.conf.update(
+        task_always_eager=True,
+        task_eager_propagates=True,
+        pictify_api_key=emulator.api_key,
+        pictify_base_url=emulator.base_url,
+        pictify_state_url="memory://",
+    )
+    pictify_tasks.install(app)
+    return app
+
+
 def test_an_eager_start_batch_returns_its_batch_id() -> None:
     with PictifyEmulator(items_per_second=0) as emulator:
-        app = Celery(f"links-eager-{uuid.uuid4().hex[:6]}", set_as_current=False)
-        app.conf.update(
-            task_always_eager=True,
-            task_eager_propagates=True,
-            pictify_api_key=emulator.api_key,
-            pictify_base_url=emulator.base_url,
-            pictify_state_url="memory://",
-        )
-        pictify_tasks.install(app)
+        app = _eager_app(emulator)
         try:
             batch_id = app.tasks["pictify.start_batch"].delay("tpl_1", [{"n": 1}]).get()
             assert emulator.batches() == [batch_id]
@@ -640,15 +646,7 @@ def test_scope_task_does_not_cancel_a_batch_for_a_revoked_chain_successor(
 
 def test_track_batch_after_a_revoke_cancels_it_through_the_emulator() -> None:
     with PictifyEmulator(items_per_second=0) as emulator:
-        app = Celery(f"links-eager-{uuid.uuid4().hex[:6]}", set_as_current=False)
-        app.conf.update(
-            task_always_eager=True,
-            task_eager_propagates=True,
-            pictify_api_key=emulator.api_key,
-            pictify_base_url=emulator.base_url,
-            pictify_state_url="memory://",
-        )
-        pictify_tasks.install(app)
+        app = _eager_app(emulator)
         try:
             revoked_batch = emulator.create_batch()
             other_batch = emulator.create_batch()
