@@ -109,9 +109,12 @@ class Runtime:
             fresh = [b for b in batch_ids if b not in self._recent]
             for batch_id in fresh:
                 self._recent[batch_id] = now
+        if not fresh:
+            return
         task = self.app.tasks[CANCEL_BATCH]
-        for batch_id in fresh:
-            task.apply_async((batch_id,))
+        with self.app.producer_or_acquire() as producer:  # one connection for them all
+            for batch_id in fresh:
+                task.apply_async((batch_id,), producer=producer)
 
     def submit(self, function: Callable[..., Any], *args: Any) -> None:
         """Run ``function`` on this process's background thread; log, never raise.
