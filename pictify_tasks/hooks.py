@@ -74,9 +74,10 @@ def on_revoke_notice(app: Any, notice: RevokeNotice) -> None:
     """A revoke broadcast was heard: cancel the batches of the ids it names."""
     if app not in _installed:
         return
-    batches = cancel_ids(app, notice.link_ids())
+    ids = notice.link_ids()
+    batches = cancel_ids(app, ids)
     if batches:
-        logger.info("revoke of %s: cancelling batches %s", notice.link_ids(), batches)
+        logger.info("revoke of %s: cancelling batches %s", ids, batches)
 
 
 def _revoked_ids(request: Any, scope: str) -> list[str]:

@@ -135,7 +135,6 @@ class _ListenerThread(threading.Thread):
         self._on_notice = on_notice
         self._seen = _SeenIds()
         self.stopping = threading.Event()
-        self.consuming = threading.Event()
 
     def run(self) -> None:
         delay = 0.5
@@ -146,7 +145,6 @@ class _ListenerThread(threading.Thread):
                     self._consume(connection)
                     delay = 0.5
             except Exception as exc:
-                self.consuming.clear()
                 if self.stopping.is_set():
                     break
                 logger.warning(
@@ -176,7 +174,6 @@ class _ListenerThread(threading.Thread):
             callbacks=[self._on_message],
         )
         with consumer:
-            self.consuming.set()
             logger.debug("revoke listener consuming %s", queue.name)
             self._catch_up()
             while not self.stopping.is_set():

@@ -7,6 +7,7 @@ that did not ask for it.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
@@ -16,7 +17,7 @@ from celery import Task
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.cancel import RetryLater, cancel_step
 from pictify_tasks.client import batch_render_body
-from pictify_tasks.errors import PictifyError
+from pictify_tasks.errors import BatchNotFoundError, PictifyError
 from pictify_tasks.ids import idempotency_key_for, validate_id
 from pictify_tasks.names import CANCEL_BATCH, CANCEL_WORKFLOW, START_BATCH, WAIT_FOR_BATCH
 from pictify_tasks.workflow import cancel_ids, track_batch
@@ -24,6 +25,12 @@ from pictify_tasks.workflow import cancel_ids, track_batch
 __all__ = ["TASKS", "PictifyTask"]
 
 MAX_POLL_INTERVAL = 3600.0
+
+
+@functools.cache
+def _signature(function: Callable[..., None]) -> inspect.Signature:
+    """A validator's signature, built once: it is checked on every publish."""
+    return inspect.signature(function)
 
 
 class PictifyTask(Task):  # type: ignore[misc]
@@ -52,7 +59,7 @@ class PictifyTask(Task):  # type: ignore[misc]
         if validator is None:
             return
         try:
-            inspect.signature(validator).bind(*(args or ()), **(kwargs or {}))
+            _signature(validator).bind(*(args or ()), **(kwargs or {}))
         except TypeError as exc:
             raise TypeError(f"{self.name}() {exc}") from None
         validator(*(args or ()), **(kwargs or {}))
@@ -167,6 +174,10 @@ def wait_for_batch_task(
     runtime.settings.require_api_key()
     try:
         info = runtime.client.get_batch(batch_id)
+    except BatchNotFoundError:
+        # Gone (or its results expired): nothing left to cancel either.
+        runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
+        raise
     except PictifyError as error:
         if not error.retryable:
             raise

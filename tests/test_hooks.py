@@ -121,13 +121,6 @@ def test_signals_are_connected_while_any_app_is_installed() -> None:
         second.close()
 
 
-def test_the_signals_list_names_both_hooks() -> None:
-    assert dict(hooks._SIGNALS) == {
-        task_revoked: _on_task_revoked,
-        before_task_publish: _on_before_task_publish,
-    }
-
-
 def test_installing_twice_is_harmless(app: Celery) -> None:
     task = app.tasks["pictify.cancel_batch"]
     install(app)

@@ -19,7 +19,7 @@ from celery.signals import before_task_publish
 from kombu.utils.json import dumps, loads
 
 import pictify_tasks
-from pictify_tasks import InvalidBatchIdError
+from pictify_tasks import BatchNotFoundError, InvalidBatchIdError
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.ids import validate_id
 from pictify_tasks.store import MemoryStore, RedisStore, StateStore
@@ -774,3 +774,16 @@ def test_revoke_workflow_with_nothing_linked(
     assert revoke_workflow(GroupResult("g", [AsyncResult("m", app=app)], app=app), app=app) == []
     assert [sorted(ids) for ids, _ in revokes] == [["g", "m"]]
     assert enqueued == []
+
+
+def test_a_batch_that_is_gone_is_finished_and_never_sent_a_cancel() -> None:
+    with PictifyEmulator(items_per_second=0) as emulator:
+        app = _eager_app(emulator)
+        try:
+            track_batch("batch_gone", workflow_id="wf-gone", app=app)
+            with pytest.raises(BatchNotFoundError):
+                app.tasks["pictify.wait_for_batch"].delay("batch_gone").get()
+            assert cancel_workflow("wf-gone", app=app) == []
+            assert emulator.cancel_requests() == []
+        finally:
+            pictify_tasks.uninstall(app)
