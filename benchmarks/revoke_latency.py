@@ -40,7 +40,7 @@ from celery.result import AsyncResult
 
 import pictify_tasks
 from pictify_tasks.testing import PictifyEmulator
-from pictify_tasks.testing.worker import WorkerProcess, run_worker
+from pictify_tasks.testing.worker import WorkerProcess, caller_app, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = "redis://127.0.0.1:6379/12"  # broker, results and state; the tests use db 13
@@ -133,20 +133,17 @@ class Bench:
                     ) from None
 
 
-def caller_app(broker_url: str, queue: str) -> Celery:
+def bench_caller_app(broker_url: str, queue: str) -> Celery:
     """The caller's app: the worker's broker, results, queue and state."""
-    app = Celery("pictify_bench_caller", set_as_current=False)
-    app.conf.update(
+    return caller_app(
+        "pictify_bench_caller",
         broker_url=broker_url,
-        result_backend=REDIS_URL,
-        task_default_queue=queue,
-        broker_connection_retry_on_startup=True,
+        result_url=REDIS_URL,
+        queue=queue,
         pictify_state_url=REDIS_URL,
         pictify_link_ttl=TTL,
         pictify_outcome_ttl=TTL,
     )
-    pictify_tasks.install(app)
-    return app
 
 
 def bench_worker(
@@ -156,9 +153,10 @@ def bench_worker(
     return run_worker(
         "benchmarks.bench_app",
         broker_url=broker_url,
+        result_url=REDIS_URL,
         queue=queue,
         log_dir=log_dir,
-        env={**env, "PICTIFY_BENCH_QUEUE": queue},
+        env=env,
         concurrency=2,
         pythonpath=[str(ROOT)],
     )
@@ -193,15 +191,13 @@ def run(
     startup: dict[str, list[float]] = {"listener_on": [], "listener_off": []}
     with PictifyEmulator(api_key=api_key, items_per_second=0) as emulator:
         env = {
-            "PICTIFY_BENCH_BROKER_URL": broker_url,
-            "PICTIFY_BENCH_RESULT_URL": REDIS_URL,
             "PICTIFY_API_KEY": api_key,
             "PICTIFY_BASE_URL": emulator.base_url,
             "PICTIFY_STATE_URL": REDIS_URL,
             "PICTIFY_LINK_TTL": str(TTL),
             "PICTIFY_OUTCOME_TTL": str(TTL),
         }
-        app = caller_app(broker_url, queue)
+        app = bench_caller_app(broker_url, queue)
         try:
             with bench_worker(broker_url, queue, env, log_dir) as worker:
                 bench = Bench(app, emulator, worker.name)

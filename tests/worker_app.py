@@ -8,20 +8,10 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
-
 import pictify_tasks
+from pictify_tasks.testing.worker import worker_app
 
-app = Celery("pictify_tests")
-app.conf.update(
-    broker_url=os.environ["PICTIFY_TEST_BROKER_URL"],
-    result_backend=os.environ["PICTIFY_TEST_RESULT_URL"],
-    task_default_queue=os.environ.get("PICTIFY_TEST_QUEUE", "pictify-tests"),
-    worker_prefetch_multiplier=1,
-    broker_connection_retry_on_startup=True,
-    result_expires=600,
-)
-pictify_tasks.install(app)
+app = worker_app("pictify_tests")
 
 
 @app.task(name="tests.after")

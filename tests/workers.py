@@ -13,7 +13,6 @@ from typing import Any
 import redis
 from celery import Celery
 
-import pictify_tasks
 from pictify_tasks.store import RedisStore
 from pictify_tasks.testing import PictifyEmulator
 from pictify_tasks.testing import worker as testing_worker
@@ -22,20 +21,15 @@ from pictify_tasks.testing.worker import WorkerProcess
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def client_app(
-    broker_url: str, result_url: str, queue: str, state_url: str | None = None
-) -> Celery:
+def client_app(broker_url: str, result_url: str, queue: str) -> Celery:
     """The caller's side of the test app: the same broker, queue and state as the worker's."""
-    app = Celery("pictify_tests_client", set_as_current=False)
-    app.conf.update(
+    return testing_worker.caller_app(
+        "pictify_tests_client",
         broker_url=broker_url,
-        result_backend=result_url,
-        task_default_queue=queue,
-        broker_connection_retry_on_startup=True,
-        pictify_state_url=state_url or result_url,
+        result_url=result_url,
+        queue=queue,
+        pictify_state_url=result_url,
     )
-    pictify_tasks.install(app)
-    return app
 
 
 def run_worker(
@@ -51,14 +45,10 @@ def run_worker(
     return testing_worker.run_worker(
         "tests.worker_app",
         broker_url=broker_url,
+        result_url=result_url,
         queue=queue,
         log_dir=log_dir,
-        env={
-            **env,
-            "PICTIFY_TEST_BROKER_URL": broker_url,
-            "PICTIFY_TEST_RESULT_URL": result_url,
-            "PICTIFY_TEST_QUEUE": queue,
-        },
+        env=env,
         pythonpath=[str(ROOT)],
         **kwargs,
     )

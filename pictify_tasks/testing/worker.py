@@ -18,10 +18,61 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
 
-__all__ = ["WorkerProcess", "run_worker", "stop_worker", "wait_until_ready"]
+__all__ = [
+    "WorkerProcess",
+    "caller_app",
+    "run_worker",
+    "stop_worker",
+    "wait_until_ready",
+    "worker_app",
+]
+
+#: How :func:`run_worker` tells the worker's app module where to connect.
+BROKER_ENV = "PICTIFY_WORKER_BROKER_URL"
+RESULT_ENV = "PICTIFY_WORKER_RESULT_URL"
+QUEUE_ENV = "PICTIFY_WORKER_QUEUE"
+
+
+def _app(main: str, broker_url: str, result_url: str, queue: str, **conf: Any) -> Celery:
+    import pictify_tasks
+
+    app = Celery(main, set_as_current=False)
+    app.conf.update(
+        broker_url=broker_url,
+        result_backend=result_url,
+        task_default_queue=queue,
+        broker_connection_retry_on_startup=True,
+        **conf,
+    )
+    pictify_tasks.install(app)
+    return app
+
+
+def worker_app(main: str) -> Celery:
+    """The app of a worker module started by :func:`run_worker`, installed.
+
+    The broker, results and queue come from the environment that
+    :func:`run_worker` sets; the package reads its own ``PICTIFY_*`` settings.
+    """
+    app = _app(
+        main,
+        os.environ[BROKER_ENV],
+        os.environ[RESULT_ENV],
+        os.environ[QUEUE_ENV],
+        worker_prefetch_multiplier=1,
+        result_expires=600,
+    )
+    app.set_current()
+    return app
+
+
+def caller_app(main: str, *, broker_url: str, result_url: str, queue: str, **conf: Any) -> Celery:
+    """The caller's side of such a worker: same broker, results and queue, installed."""
+    return _app(main, broker_url, result_url, queue, **conf)
 
 
 @dataclass
@@ -43,6 +94,7 @@ def run_worker(
     app_module: str,
     *,
     broker_url: str,
+    result_url: str,
     queue: str,
     log_dir: Path,
     env: Mapping[str, str] | None = None,
@@ -54,11 +106,19 @@ def run_worker(
 ) -> Iterator[WorkerProcess]:
     """A worker of ``app_module`` consuming ``queue``, ready when this yields; stopped after.
 
+    ``app_module`` builds its app with :func:`worker_app`.
+
     ``ready_after`` is the time from spawning the process to its first ping reply.
     """
     name = name or f"pictify-{uuid.uuid4().hex[:8]}@localhost"
     log_path = log_dir / f"{name.split('@')[0]}.log"
-    full_env = {**os.environ, **(env or {})}
+    full_env = {
+        **os.environ,
+        **(env or {}),
+        BROKER_ENV: broker_url,
+        RESULT_ENV: result_url,
+        QUEUE_ENV: queue,
+    }
     if pythonpath:
         full_env["PYTHONPATH"] = os.pathsep.join([*pythonpath, full_env.get("PYTHONPATH", "")])
     command = [
