@@ -1,12 +1,36 @@
-"""Making a task "current" in the test process, the way a worker does while it runs one."""
+"""In-process stand-ins: an app on the memory broker, and a "current" task as a worker has."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from celery import Celery
 from celery._state import _task_stack
+
+import pictify_tasks
+
+
+def noop(*args: Any) -> None:
+    """The body of the plain tasks the tests pretend to run."""
+
+
+def memory_app(prefix: str, *task_names: str, installed: bool = True) -> Celery:
+    """An app on the memory broker with the state in memory and plain tasks ``task_names``."""
+    app = Celery(
+        f"{prefix}-{uuid.uuid4().hex[:6]}",
+        broker="memory://",
+        backend="cache+memory://",
+        set_as_current=False,
+    )
+    app.conf.pictify_state_url = "memory://"
+    for name in task_names:
+        app.task(name=name, shared=False)(noop)
+    if installed:
+        pictify_tasks.install(app)
+    return app
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -30,28 +29,13 @@ from pictify_tasks.hooks import (
 from pictify_tasks.listener import RevokeListener, RevokeNotice
 from pictify_tasks.store.base import BatchLinks
 from pictify_tasks.workflow import LINEAGE_HEADER, MAX_LINEAGE
-from tests.fakes import running
+from tests.fakes import memory_app, running
 
 WAIT = 10.0
 
 
-def noop(*args: Any) -> None:
-    """The body of the plain tasks the tests pretend to run."""
-
-
 def make_app(installed: bool = True) -> Celery:
-    app = Celery(
-        f"hooks-test-{uuid.uuid4().hex[:6]}",
-        broker="memory://",
-        backend="cache+memory://",
-        set_as_current=False,
-    )
-    app.conf.pictify_state_url = "memory://"
-    for name in ("proj.parent", "proj.child"):
-        app.task(name=name, shared=False)(noop)
-    if installed:
-        install(app)
-    return app
+    return memory_app("hooks-test", "proj.parent", "proj.child", installed=installed)
 
 
 @pytest.fixture

@@ -36,13 +36,9 @@ from pictify_tasks.workflow import (
     stamp_link_ids,
     track_batch,
 )
-from tests.fakes import running
+from tests.fakes import memory_app, noop, running
 
 TTL = 3600
-
-
-def noop(*args: Any) -> None:
-    """The body of the plain tasks the tests publish or pretend to run."""
 
 
 def links(workflow: set[str], task: set[str] | None = None) -> BatchLinks:
@@ -504,15 +500,7 @@ def test_stamp_link_ids_expands_lists() -> None:
 
 @pytest.fixture
 def app() -> Iterator[Celery]:
-    app = Celery(
-        f"links-test-{uuid.uuid4().hex[:6]}",
-        broker="memory://",
-        backend="cache+memory://",
-        set_as_current=False,
-    )
-    app.conf.pictify_state_url = "memory://"
-    app.task(name="proj.a", shared=False)(noop)
-    pictify_tasks.install(app)
+    app = memory_app("links-test", "proj.a")
     yield app
     pictify_tasks.uninstall(app)
     app.close()

@@ -10,21 +10,19 @@ import uuid
 
 import pytest
 import redis
-from celery import chain, group
+from celery import group
 
 import pictify_tasks
 from tests.workers import Setup
 from tests.workflows import (
     TEMPLATE,
-    after,
     cancel_of,
     eventually,
-    polling,
     published,
     settled,
     start,
     timed_revoke,
-    wait,
+    waiting_chain,
 )
 
 pytestmark = pytest.mark.worker
@@ -36,9 +34,7 @@ pytestmark = pytest.mark.worker
 def test_chain_revoked_through_its_tail_while_waiting(
     setup: Setup, revoke_timings: dict[str, list[float]]
 ) -> None:
-    result = chain(start(setup), wait(setup), after(setup)).apply_async()
-    batch_id = result.parent.parent.get(timeout=30)
-    polling(setup, batch_id)
+    result, batch_id = waiting_chain(setup)
     timed_revoke(setup, revoke_timings, "broadcast: chain tail", batch_id, result.revoke)
     assert setup.emulator.batch(batch_id)["status"] == "cancelled"
     # The waiting step sees the cancel and ends; it never sends a cancel itself.
@@ -46,31 +42,18 @@ def test_chain_revoked_through_its_tail_while_waiting(
     assert setup.emulator.batch(batch_id)["cancelRequests"] == 1
 
 
-def test_running_task_revoked_without_terminate(setup: Setup) -> None:
+@pytest.mark.parametrize("terminate", [False, True], ids=["no-terminate", "terminate"])
+def test_running_task_revoked(setup: Setup, terminate: bool) -> None:
     release = f"release-{uuid.uuid4().hex}"
     state = redis.Redis.from_url(setup.env["PICTIFY_STATE_URL"])
     try:
         result = setup.app.signature("tests.render_and_hold", args=(TEMPLATE, release)).delay()
         batch_id = published(state, release)
-        result.revoke()
+        result.revoke(terminate=terminate)
         cancel_of(setup, batch_id)
         assert setup.emulator.batch(batch_id)["status"] == "cancelled"
-    finally:
-        state.set(release, 1, ex=60)
-        state.close()
-
-
-def test_running_task_revoked_with_terminate(setup: Setup) -> None:
-    release = f"release-{uuid.uuid4().hex}"
-    state = redis.Redis.from_url(setup.env["PICTIFY_STATE_URL"])
-    try:
-        result = setup.app.signature("tests.render_and_hold", args=(TEMPLATE, release)).delay()
-        batch_id = published(state, release)
-        result.revoke(terminate=True)
-        cancel_of(setup, batch_id)
-        assert setup.emulator.batch(batch_id)["status"] == "cancelled"
-        # The pool really killed it: the task did not run on to its return.
-        assert eventually(lambda: result.state == "REVOKED")
+        if terminate:  # the pool really killed it: it did not run on to its return
+            assert eventually(lambda: result.state == "REVOKED")
     finally:
         state.set(release, 1, ex=60)
         state.close()
@@ -89,9 +72,7 @@ def test_group_of_five_revoked_with_group_result(setup: Setup) -> None:
 def test_revoke_workflow_helper_cancels_from_the_callers_process(
     setup: Setup, revoke_timings: dict[str, list[float]]
 ) -> None:
-    result = chain(start(setup), wait(setup), after(setup)).apply_async()
-    batch_id = result.parent.parent.get(timeout=30)
-    polling(setup, batch_id)
+    result, batch_id = waiting_chain(setup)
     enqueued: list[str] = []
     timed_revoke(
         setup,
@@ -106,11 +87,11 @@ def test_revoke_workflow_helper_cancels_from_the_callers_process(
 
 def test_two_workers_hear_the_broadcast_and_send_one_cancel(setup: Setup) -> None:
     with setup.another_worker(concurrency=2) as second:
-        result = chain(start(setup), wait(setup), after(setup)).apply_async()
-        batch_id = result.parent.parent.get(timeout=30)
-        polling(setup, batch_id)
+        result, batch_id = waiting_chain(setup)
         result.revoke()
         cancel_of(setup, batch_id)
         settled(setup)
         assert len(setup.emulator.cancel_requests(batch_id)) == 1
-        assert eventually(lambda: batch_id in second.log() and batch_id in setup.worker.log())
+        # Each worker's listener heard the broadcast and enqueued a cancel itself.
+        heard = f"cancelling batches ['{batch_id}']"
+        assert eventually(lambda: heard in second.log() and heard in setup.worker.log())

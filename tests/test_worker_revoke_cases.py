@@ -15,7 +15,7 @@ from celery import chain, chord, group
 
 import pictify_tasks
 from tests.workers import Setup, worker_setup
-from tests.workflows import after, cancel_of, polling, settled, start, wait
+from tests.workflows import after, cancel_of, polling, settled, start, wait, waiting_chain
 
 pytestmark = pytest.mark.worker
 
@@ -79,10 +79,8 @@ def test_a_finished_batch_gets_no_cancel(redis_only: Setup) -> None:
 
 def test_a_workflow_beside_the_revoked_one_keeps_its_batch(redis_only: Setup) -> None:
     setup = redis_only
-    revoked = chain(start(setup), wait(setup), after(setup)).apply_async()
-    kept = chain(start(setup), wait(setup), after(setup)).apply_async()
-    revoked_batch = revoked.parent.parent.get(timeout=30)
-    kept_batch = kept.parent.parent.get(timeout=30)
+    revoked, revoked_batch = waiting_chain(setup)
+    kept, kept_batch = waiting_chain(setup)
     revoked.revoke()
     cancel_of(setup, revoked_batch)
     settled(setup)

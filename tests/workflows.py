@@ -27,6 +27,14 @@ def after(setup: Setup) -> Any:
     return setup.app.signature("tests.after")
 
 
+def waiting_chain(setup: Setup) -> tuple[Any, str]:
+    """``start -> wait -> after``, once ``wait`` is polling: (the tail's result, the batch id)."""
+    result = chain(start(setup), wait(setup), after(setup)).apply_async()
+    batch_id = result.parent.parent.get(timeout=30)
+    polling(setup, batch_id)
+    return result, batch_id
+
+
 def cancel_of(setup: Setup, batch_id: str, timeout: float = 20.0) -> RecordedRequest:
     """Block until the emulator receives the cancel of ``batch_id``."""
     [request] = setup.emulator.wait_for_requests(
