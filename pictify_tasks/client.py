@@ -24,6 +24,7 @@ from pictify_tasks.errors import (
     error_from_response,
 )
 from pictify_tasks.ids import idempotency_key_for, path_segment, validate_id
+from pictify_tasks.render_body import PYTHON_NAMES, build_render_body, render_body_errors
 from pictify_tasks.settings import DEFAULT_BASE_URL, mask_secret
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
 ]
 
 TERMINAL_STATUSES = frozenset({"completed", "partial", "failed", "cancelled"})
-FORMATS = frozenset({"png", "jpeg", "webp"})
 Timeout = Union[float, tuple[float, float]]
 
 
@@ -315,47 +315,25 @@ def batch_render_body(
     layouts: Any | None = None,
     webhook_url: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of a batch render, checked so that bad input is never sent."""
-    if isinstance(variable_sets, (str, bytes)) or not isinstance(variable_sets, Sequence):
-        raise InvalidRequestError("variable_sets must be a list of objects")
-    if not variable_sets:
-        raise InvalidRequestError("variable_sets must hold at least one object")
-    for index, item in enumerate(variable_sets):
-        if not isinstance(item, Mapping):
-            raise InvalidRequestError(
-                f"variable_sets[{index}] must be an object, not {type(item).__name__}"
-            )
-    body: dict[str, Any] = {"variableSets": [dict(item) for item in variable_sets]}
-    if format is not None:
-        if format not in FORMATS:
-            raise InvalidRequestError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
-        body["format"] = format
-    if quality is not None:
-        if (
-            isinstance(quality, bool)
-            or not isinstance(quality, (int, float))
-            or not 0.1 <= quality <= 1
-        ):
-            raise InvalidRequestError(f"quality must be a number from 0.1 to 1, got {quality!r}")
-        body["quality"] = quality
-    if concurrency is not None:
-        if (
-            isinstance(concurrency, bool)
-            or not isinstance(concurrency, int)
-            or not (1 <= concurrency <= 10)
-        ):
-            raise InvalidRequestError(
-                f"concurrency must be a whole number from 1 to 10, got {concurrency!r}"
-            )
-        body["concurrency"] = concurrency
-    if layout is not None:
-        body["layout"] = layout
-    if layouts is not None:
-        body["layouts"] = layouts
-    if webhook_url is not None:
-        if not isinstance(webhook_url, str) or not webhook_url.startswith(("http://", "https://")):
-            raise InvalidRequestError("webhook_url must be an http(s) URL")
-        body["webhookUrl"] = webhook_url
+    """The JSON body of a batch render, checked so that bad input is never sent.
+
+    The rules are the ones the emulator applies (:mod:`pictify_tasks.render_body`).
+    """
+    body = build_render_body(
+        variable_sets,
+        format=format,
+        quality=quality,
+        concurrency=concurrency,
+        layout=layout,
+        layouts=layouts,
+        webhook_url=webhook_url,
+    )
+    errors = render_body_errors(body, names=PYTHON_NAMES)
+    if errors:
+        raise InvalidRequestError(
+            "invalid batch render: " + "; ".join(str(error) for error in errors),
+            body={"errors": [error.as_dict() for error in errors]},
+        )
     return body
 
 
