@@ -26,12 +26,13 @@ from pictify_tasks.errors import (
     RateLimitError,
     ServerError,
 )
-from pictify_tasks.hooks import install, uninstall
+from pictify_tasks.integration import install, uninstall
 from pictify_tasks.names import CANCEL_BATCH, START_BATCH, WAIT_FOR_BATCH
+from pictify_tasks.results import BatchProgress, CancelBatchResult
 from pictify_tasks.retry import RetryPolicy
+from pictify_tasks.revoke.api import cancel_workflow, revoke_workflow, track_batch
+from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.settings import PictifySettings
-from pictify_tasks.store.base import BatchLinks
-from pictify_tasks.workflow import cancel_workflow, revoke_workflow, track_batch
 
 
 def _installed_task(name: str) -> Any:
@@ -59,7 +60,9 @@ __all__ = [
     "BatchInfo",
     "BatchLinks",
     "BatchNotFoundError",
+    "BatchProgress",
     "BatchStart",
+    "CancelBatchResult",
     "CancelResult",
     "ImproperlyConfigured",
     "InvalidBatchIdError",
@@ -71,6 +74,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RetryPolicy",
+    "Scope",
     "ServerError",
     "__version__",
     "cancel_batch",

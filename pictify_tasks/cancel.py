@@ -10,18 +10,22 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
+from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.client import PictifyClient
 from pictify_tasks.errors import PictifyError
 from pictify_tasks.retry import RetryPolicy
-from pictify_tasks.store.base import Record, StateStore
+from pictify_tasks.store.base import StateStore
+from pictify_tasks.store.records import FailureRecord, OutcomeRecord
 
 __all__ = ["RetryLater", "cancel_step"]
 
 logger = logging.getLogger("pictify_tasks.cancel")
 
-#: The longest a task waits between looks at a lease another task holds.
+#: The first and the longest wait between looks at a lease another task holds:
+#: most leases end with one HTTP call, so look again soon, then less often.
+FIRST_LEASE_WAIT = 0.1
 MAX_LEASE_WAIT = 5.0
 
 
@@ -48,7 +52,7 @@ def cancel_step(
     ttl: int,
     waits: int = 0,
     rand: Callable[[], float] = random.random,
-) -> Record | RetryLater:
+) -> OutcomeRecord | RetryLater:
     """Return the batch's cancel outcome, or say when to look again.
 
     Raises the API's error when it is final (not retryable, or the last
@@ -58,8 +62,9 @@ def cancel_step(
     if begin.outcome is not None:
         return begin.outcome
     if not begin.acquired:
-        ceiling = min(MAX_LEASE_WAIT, max(begin.lease_remaining, 0.05), _first_wait(waits))
-        return RetryLater(countdown=max(0.05, ceiling * (0.5 + 0.5 * rand())))
+        cap = min(MAX_LEASE_WAIT, max(begin.lease_remaining, 0.05))
+        wait = backoff_delay(waits + 1, base=FIRST_LEASE_WAIT, cap=cap, jitter=0.5, rand=rand)
+        return RetryLater(countdown=max(0.05, wait))
 
     attempt = begin.attempt
     try:
@@ -68,11 +73,10 @@ def cancel_step(
         if policy.should_retry(error, attempt):
             countdown = policy.countdown(attempt, error, rand=rand)
             store.fail_cancel(
-                batch_id,
                 owner,
                 _failure(batch_id, error, attempt, final=False),
                 ttl,
-                keep_lease_for=countdown + lease_seconds,
+                keep_lease=countdown + lease_seconds,
             )
             logger.warning(
                 "%s (attempt %d of %d); retrying in %.2fs",
@@ -82,50 +86,36 @@ def cancel_step(
                 countdown,
             )
             return RetryLater(countdown=countdown, error=error)
-        store.fail_cancel(batch_id, owner, _failure(batch_id, error, attempt, final=True), ttl)
+        store.fail_cancel(owner, _failure(batch_id, error, attempt, final=True), ttl, 0)
         logger.error("cancel of batch %s failed after %d attempt(s): %s", batch_id, attempt, error)
         raise
     except BaseException:
         # Not an API answer (a bug, a worker shutting down): give the lease back
         # so that the redelivered message or a duplicate can go on at once.
-        store.fail_cancel(
-            batch_id, owner, {"batch_id": batch_id, "error": "interrupted", "final": False}, ttl
-        )
+        store.fail_cancel(owner, FailureRecord.interrupted(batch_id, attempt), ttl, 0)
         raise
     recorded = store.finish_cancel(
-        batch_id,
         owner,
-        {
-            "batch_id": batch_id,
-            "status": result.status,
-            "outcome": result.outcome,
-            "attempts": attempt,
-            "message": result.message,
-        },
+        OutcomeRecord(batch_id, result.status, result.outcome, attempt, result.message),
         ttl,
     )
     logger.info(
         "cancel of batch %s: %s (status %s) after %d attempt(s)",
         batch_id,
-        recorded.get("outcome"),
-        recorded.get("status"),
-        recorded.get("attempts"),
+        recorded.outcome,
+        recorded.status,
+        recorded.attempts,
     )
     return recorded
 
 
-def _first_wait(waits: int) -> float:
-    """0.1 s, doubling with each look: most leases end with one HTTP call."""
-    return 0.1 * (2.0 ** min(waits, 8))
-
-
-def _failure(batch_id: str, error: PictifyError, attempt: int, *, final: bool) -> dict[str, Any]:
-    return {
-        "batch_id": batch_id,
-        "error": type(error).__name__,
-        "message": str(error),
-        "status": error.status,
-        "attempts": attempt,
-        "final": final,
-        "at": time.time(),
-    }
+def _failure(batch_id: str, error: PictifyError, attempt: int, *, final: bool) -> FailureRecord:
+    return FailureRecord(
+        batch_id=batch_id,
+        error=type(error).__name__,
+        message=str(error),
+        status=error.status,
+        attempts=attempt,
+        final=final,
+        at=time.time(),
+    )

@@ -8,9 +8,7 @@ error or a log, whatever a proxy or the API echoes back.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Union
 
 import requests
@@ -22,90 +20,26 @@ from pictify_tasks.errors import (
     PictifyConnectionError,
     PictifyError,
     error_from_response,
+    problem_fields,
 )
 from pictify_tasks.ids import idempotency_key_for, path_segment, validate_id
+from pictify_tasks.models import (
+    BatchInfo,
+    BatchStart,
+    CancelResult,
+    RateLimitInfo,
+    batch_info_from,
+    batch_start_from,
+    cancel_outcome,
+    first_str,
+    rate_limit_from,
+)
 from pictify_tasks.render_body import PYTHON_NAMES, build_render_body, render_body_errors
 from pictify_tasks.settings import DEFAULT_BASE_URL, mask_secret
 
-__all__ = [
-    "TERMINAL_STATUSES",
-    "BatchInfo",
-    "BatchStart",
-    "CancelResult",
-    "PictifyClient",
-    "RateLimitInfo",
-]
+__all__ = ["BatchInfo", "BatchStart", "CancelResult", "PictifyClient", "RateLimitInfo"]
 
-TERMINAL_STATUSES = frozenset({"completed", "partial", "failed", "cancelled"})
 Timeout = Union[float, tuple[float, float]]
-
-
-@dataclass(frozen=True)
-class CancelResult:
-    """What a cancel request achieved.
-
-    ``outcome`` is ``"cancelled"`` (this cancel stopped the batch),
-    ``"already_finished"`` (it had finished, or an earlier cancel had stopped
-    it) or ``"not_found"`` (no such batch, or its results expired).
-    """
-
-    batch_id: str
-    status: str | None
-    outcome: str
-    message: str
-
-
-@dataclass(frozen=True)
-class BatchStart:
-    """The answer to starting a batch."""
-
-    batch_id: str
-    status: str
-    total_items: int | None
-    message: str
-
-
-@dataclass(frozen=True)
-class BatchInfo:
-    """A batch's progress, from either spelling of the results body."""
-
-    batch_id: str
-    status: str
-    progress: float | None
-    total_items: int | None
-    completed_items: int | None
-    failed_items: int | None
-    results: list[Any] = field(default_factory=list)
-    errors: list[Any] = field(default_factory=list)
-    created_at: str | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id,
-            "status": self.status,
-            "progress": self.progress,
-            "total_items": self.total_items,
-            "completed_items": self.completed_items,
-            "failed_items": self.failed_items,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "completed_at": self.completed_at,
-        }
-
-
-@dataclass(frozen=True)
-class RateLimitInfo:
-    """The ``X-RateLimit-*`` headers of the last response."""
-
-    limit: int | None
-    remaining: int | None
-    reset: int | None
 
 
 class PictifyClient:
@@ -169,18 +103,16 @@ class PictifyClient:
         )
         if response.status_code == 409:
             body = _json_object(response)
-            status = _str_or_none(body.get("batchStatus")) or _str_or_none(body.get("state"))
-            return CancelResult(
-                batch_id, status, "already_finished", self._redact(_message(body, response))
-            )
+            status = first_str(body, "batchStatus", "state")
+            return CancelResult(batch_id, status, "already_finished", self._message(body, response))
         if response.status_code == 404:
             body = _json_object(response)
-            return CancelResult(batch_id, None, "not_found", self._redact(_message(body, response)))
+            return CancelResult(batch_id, None, "not_found", self._message(body, response))
         self._raise_for_status(response, what)
         body = self._success_body(response, what)
-        status = _str_or_none(body.get("status"))
-        message = self._redact(_str_or_none(body.get("message")) or "")
-        return CancelResult(batch_id, status, _cancel_outcome(status, message), message)
+        status = first_str(body, "status")
+        message = self._redact(first_str(body, "message") or "")
+        return CancelResult(batch_id, status, cancel_outcome(status, message), message)
 
     def get_batch(self, batch_id: str) -> BatchInfo:
         """A batch's progress (``GET /templates/batch/{id}/results``)."""
@@ -190,7 +122,7 @@ class PictifyClient:
             "GET", f"/templates/batch/{path_segment(batch_id)}/results", what=what
         )
         self._raise_for_status(response, what)
-        return _batch_info(self._success_body(response, what), batch_id)
+        return batch_info_from(self._success_body(response, what), batch_id)
 
     def start_batch(
         self,
@@ -230,16 +162,10 @@ class PictifyClient:
             json_body=body,
         )
         self._raise_for_status(response, what)
-        data = self._success_body(response, what)
-        batch_id = _str_or_none(data.get("batchId")) or _str_or_none(data.get("id"))
-        if batch_id is None:
+        start = batch_start_from(self._success_body(response, what))
+        if start is None:
             raise PictifyError(f"{what}: the response has no batchId", status=response.status_code)
-        return BatchStart(
-            batch_id=batch_id,
-            status=_str_or_none(data.get("status")) or "pending",
-            total_items=_int_or_none(_first(data, "totalItems", "totalCount")),
-            message=_str_or_none(data.get("message")) or "",
-        )
+        return start
 
     # -- plumbing --------------------------------------------------------------
 
@@ -269,11 +195,7 @@ class PictifyClient:
             raise PictifyConnectionError(
                 self._redact(f"{what} failed to connect (outcome unknown): {exc}")
             ) from None
-        self.last_rate_limit = RateLimitInfo(
-            limit=_int_or_none(response.headers.get("X-RateLimit-Limit")),
-            remaining=_int_or_none(response.headers.get("X-RateLimit-Remaining")),
-            reset=_int_or_none(response.headers.get("X-RateLimit-Reset")),
-        )
+        self.last_rate_limit = rate_limit_from(response.headers)
         return response
 
     def _raise_for_status(self, response: requests.Response, what: str) -> None:
@@ -301,33 +223,22 @@ class PictifyClient:
             )
         return data
 
+    def _message(self, body: Mapping[str, Any], response: requests.Response) -> str:
+        """The text of an answer that is not an error (404, 409), redacted."""
+        text, _ = problem_fields(body)
+        return self._redact(text or response.reason or f"HTTP {response.status_code}")
+
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, mask_secret(self._api_key))
 
 
-def batch_render_body(
-    variable_sets: Sequence[Mapping[str, Any]],
-    *,
-    format: str | None = None,
-    quality: float | None = None,
-    concurrency: int | None = None,
-    layout: Any | None = None,
-    layouts: Any | None = None,
-    webhook_url: str | None = None,
-) -> dict[str, Any]:
+def batch_render_body(variable_sets: Sequence[Mapping[str, Any]], **options: Any) -> dict[str, Any]:
     """The JSON body of a batch render, checked so that bad input is never sent.
 
-    The rules are the ones the emulator applies (:mod:`pictify_tasks.render_body`).
+    ``options`` are :meth:`PictifyClient.start_batch`'s. The rules are the
+    ones the emulator applies (:mod:`pictify_tasks.render_body`).
     """
-    body = build_render_body(
-        variable_sets,
-        format=format,
-        quality=quality,
-        concurrency=concurrency,
-        layout=layout,
-        layouts=layouts,
-        webhook_url=webhook_url,
-    )
+    body = build_render_body(variable_sets, **options)
     errors = render_body_errors(body, names=PYTHON_NAMES)
     if errors:
         raise InvalidRequestError(
@@ -337,74 +248,9 @@ def batch_render_body(
     return body
 
 
-def _cancel_outcome(status: str | None, message: str) -> str:
-    """A 200 means "cancelled now", unless the batch had already finished."""
-    if status in ("completed", "partial", "failed"):
-        return "already_finished"
-    if status == "cancelled" and "already" in message.lower():
-        return "already_finished"
-    return "cancelled"
-
-
-def _batch_info(data: Mapping[str, Any], batch_id: str) -> BatchInfo:
-    results = data.get("results")
-    errors = data.get("errors")
-    return BatchInfo(
-        batch_id=_str_or_none(data.get("batchId")) or _str_or_none(data.get("id")) or batch_id,
-        status=_str_or_none(data.get("status")) or "unknown",
-        progress=_float_or_none(data.get("progress")),
-        total_items=_int_or_none(_first(data, "totalItems", "totalCount")),
-        completed_items=_int_or_none(_first(data, "completedItems", "completedCount")),
-        failed_items=_int_or_none(_first(data, "failedItems", "failedCount")),
-        results=list(results) if isinstance(results, list) else [],
-        errors=list(errors) if isinstance(errors, list) else [],
-        created_at=_str_or_none(data.get("createdAt")),
-        started_at=_str_or_none(data.get("startedAt")),
-        completed_at=_str_or_none(data.get("completedAt")),
-    )
-
-
 def _json_object(response: requests.Response) -> Mapping[str, Any]:
     try:
         data = response.json()
     except ValueError:
         return {}
     return data if isinstance(data, Mapping) else {}
-
-
-def _message(body: Mapping[str, Any], response: requests.Response) -> str:
-    for name in ("detail", "message", "title", "error"):
-        value = body.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return response.reason or f"HTTP {response.status_code}"
-
-
-def _first(data: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if data.get(name) is not None:
-            return data[name]
-    return None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float_or_none(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

@@ -56,52 +56,33 @@ def cancel_demo(app: Celery, emulator: PictifyEmulator) -> None:
     cancel = app.tasks["pictify.cancel_batch"]
     print("Cancelling batches through the pictify.cancel_batch task:")
 
-    running = emulator.create_batch(total_items=40, items_per_second=2)
-    started = time.monotonic()
-    _show(
-        "a running batch",
-        cancel.delay(running).get(timeout=30, interval=0.01),
-        emulator,
-        running,
-        started,
-    )
+    def running() -> str:
+        return emulator.create_batch(total_items=40, items_per_second=2)
 
-    flaky = emulator.create_batch(total_items=40, items_per_second=2)
-    emulator.inject(status=503, times=2, path_contains=f"/{flaky}/cancel")
-    started = time.monotonic()
-    _show(
-        "the API answers 503, 503, then 200",
-        cancel.delay(flaky).get(timeout=30, interval=0.01),
-        emulator,
-        flaky,
-        started,
-    )
+    def flaky() -> str:
+        batch_id = running()
+        emulator.inject(status=503, times=2, path_contains=f"/{batch_id}/cancel")
+        return batch_id
 
-    finished = emulator.create_batch(total_items=5, status="completed")
-    started = time.monotonic()
-    _show(
-        "a batch that already finished",
-        cancel.delay(finished).get(timeout=30, interval=0.01),
-        emulator,
-        finished,
-        started,
-    )
+    def slow() -> str:
+        batch_id = running()
+        emulator.inject(delay=0.3, times=1, path_contains=f"/{batch_id}/cancel")
+        return batch_id
 
-    started = time.monotonic()
-    _show(
-        "a batch that does not exist",
-        cancel.delay("batch_missing").get(timeout=30, interval=0.01),
-        emulator,
-        "batch_missing",
-        started,
-    )
-
-    popular = emulator.create_batch(total_items=40, items_per_second=2)
-    emulator.inject(delay=0.3, times=1, path_contains=f"/{popular}/cancel")
-    started = time.monotonic()
-    results = [r.get(timeout=30, interval=0.01) for r in [cancel.delay(popular) for _ in range(10)]]
-    assert all(r == results[0] for r in results)
-    _show("the same batch, 10 tasks at once", results[0], emulator, popular, started)
+    cases: list[tuple[str, Callable[[], str], int]] = [
+        ("a running batch", running, 1),
+        ("the API answers 503, 503, then 200", flaky, 1),
+        ("a batch that already finished", lambda: emulator.create_batch(5, "completed"), 1),
+        ("a batch that does not exist", lambda: "batch_missing", 1),
+        ("the same batch, 10 tasks at once", slow, 10),
+    ]
+    for label, make, copies in cases:
+        batch_id = make()
+        started = time.monotonic()
+        sent = [cancel.delay(batch_id) for _ in range(copies)]
+        results = [r.get(timeout=30, interval=0.01) for r in sent]
+        assert all(r == results[0] for r in results)
+        _show(label, results[0], emulator, batch_id, started)
 
     try:
         cancel.delay("../etc/passwd")

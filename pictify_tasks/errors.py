@@ -27,6 +27,7 @@ __all__ = [
     "ServerError",
     "error_from_response",
     "parse_retry_after",
+    "problem_fields",
 ]
 
 
@@ -131,7 +132,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return seconds
 
 
-def _problem_fields(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
+def problem_fields(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(message, code) from a problem details body or the older shapes."""
     code = body.get("code")
     detail = body.get("detail")
@@ -148,7 +149,7 @@ def _problem_fields(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
     elif isinstance(error, str) and error:
         text = error
     elif isinstance(error, Mapping):
-        inner_text, inner_code = _problem_fields(error)
+        inner_text, inner_code = problem_fields(error)
         text = inner_text
         code = code or inner_code
     field_errors = body.get("errors")
@@ -202,7 +203,7 @@ def error_from_response(
     """
     content_type = headers.get("Content-Type", "") or ""
     body, raw_note = _parse_body(content, content_type)
-    text, code = _problem_fields(body)
+    text, code = problem_fields(body)
     if text is None:
         text = raw_note or ("empty body" if not content else "no message")
     message = f"{what} failed: HTTP {status}: {text}"

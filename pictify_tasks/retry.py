@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
+from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.errors import PictifyError
 
 __all__ = ["RetryPolicy"]
@@ -41,8 +42,7 @@ class RetryPolicy:
 
     def backoff_ceiling(self, attempt: int) -> float:
         """The largest jittered wait after attempt ``attempt``."""
-        exponent = min(max(attempt - 1, 0), 62)
-        return min(self.backoff_max, self.backoff_base * (2.0**exponent))
+        return backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_max, jitter=0.0)
 
     def countdown(
         self,
@@ -52,7 +52,7 @@ class RetryPolicy:
         rand: Callable[[], float] = random.random,
     ) -> float:
         """Seconds to wait after attempt ``attempt`` failed with ``error``."""
-        wait = rand() * self.backoff_ceiling(attempt)
+        wait = backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_max, rand=rand)
         floor = getattr(error, "retry_after", None)
         if isinstance(floor, (int, float)) and floor > wait:
             wait = float(floor)

@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from pictify_tasks.errors import ImproperlyConfigured
+from pictify_tasks.revoke.links import Scope
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -28,7 +29,6 @@ DEFAULT_BASE_URL = "https://api.pictify.io"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 #: Keep the state in process memory on purpose (tests, demos, one worker process).
 MEMORY_STATE_URL = "memory://"
-REVOKE_SCOPES = frozenset({"workflow", "task"})
 SEVEN_DAYS = 7 * 24 * 3600
 
 T = TypeVar("T")
@@ -57,7 +57,7 @@ class PictifySettings:
     retry_backoff_max: float = 600.0
     link_ttl: int = SEVEN_DAYS
     outcome_ttl: int = SEVEN_DAYS
-    revoke_scope: str = "workflow"
+    revoke_scope: Scope = Scope.WORKFLOW
     revoke_listener: bool = True
 
     def __post_init__(self) -> None:
@@ -73,15 +73,10 @@ class PictifySettings:
             raise ImproperlyConfigured(
                 f"pictify_cancel_max_attempts must be at least 1, got {self.cancel_max_attempts}"
             )
-        if self.revoke_scope not in REVOKE_SCOPES:
+        if not isinstance(self.revoke_scope, Scope):
             raise ImproperlyConfigured(
-                f"pictify_revoke_scope must be one of {sorted(REVOKE_SCOPES)}, "
-                f"got {self.revoke_scope!r}"
+                f"pictify_revoke_scope must be a Scope, got {self.revoke_scope!r}"
             )
-
-    @property
-    def api_key_hint(self) -> str:
-        return mask_secret(self.api_key)
 
     def require_api_key(self) -> str:
         """The API key, or :class:`ImproperlyConfigured` saying how to set it."""
@@ -109,7 +104,7 @@ class PictifySettings:
             retry_backoff_max=reader.get("pictify_retry_backoff_max", float, 600.0),
             link_ttl=reader.get("pictify_link_ttl", int, SEVEN_DAYS),
             outcome_ttl=reader.get("pictify_outcome_ttl", int, SEVEN_DAYS),
-            revoke_scope=reader.get("pictify_revoke_scope", str, "workflow"),
+            revoke_scope=reader.get("pictify_revoke_scope", _scope, Scope.WORKFLOW),
             revoke_listener=reader.get("pictify_revoke_listener", _boolean, True),
         )
 
@@ -152,7 +147,7 @@ class _Reader:
         except (TypeError, ValueError):
             shown = "<hidden>" if "key" in name else repr(value)
             raise ImproperlyConfigured(
-                f"{source} must be a {_KINDS.get(convert, 'value')}, got {shown}"
+                f"{source} must be {_KINDS.get(convert, 'a value')}, got {shown}"
             ) from None
 
 
@@ -170,7 +165,21 @@ def _boolean(value: Any) -> bool:
     raise TypeError(value)
 
 
-_KINDS: dict[Any, str] = {int: "whole number", float: "number", _boolean: "boolean"}
+def _scope(value: Any) -> Scope:
+    """A revoke scope from its name (``workflow`` or ``task``)."""
+    if isinstance(value, Scope):
+        return value
+    if isinstance(value, str):
+        return Scope(value.strip().lower())
+    raise TypeError(value)
+
+
+_KINDS: dict[Any, str] = {
+    int: "a whole number",
+    float: "a number",
+    _boolean: "a boolean",
+    _scope: "one of " + ", ".join(repr(s.value) for s in Scope),
+}
 
 
 def _check_positive(value: float, name: str) -> None:

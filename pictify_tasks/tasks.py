@@ -20,7 +20,8 @@ from pictify_tasks.client import batch_render_body
 from pictify_tasks.errors import BatchNotFoundError, PictifyError
 from pictify_tasks.ids import idempotency_key_for, validate_id
 from pictify_tasks.names import CANCEL_BATCH, CANCEL_WORKFLOW, START_BATCH, WAIT_FOR_BATCH
-from pictify_tasks.workflow import cancel_ids, track_batch
+from pictify_tasks.results import BatchProgress, CancelBatchResult
+from pictify_tasks.revoke.api import track_batch
 
 __all__ = ["TASKS", "PictifyTask"]
 
@@ -84,10 +85,10 @@ def _validate_cancel_batch(batch_id: Any) -> None:
     validate_id(batch_id)
 
 
-def cancel_batch_task(self: PictifyTask, batch_id: str) -> dict[str, Any]:
+def cancel_batch_task(self: PictifyTask, batch_id: str) -> CancelBatchResult:
     """Cancel a Pictify batch, exactly once however often it is asked.
 
-    Returns ``{"batch_id", "status", "outcome", "attempts", "message"}``.
+    Returns a :class:`~pictify_tasks.CancelBatchResult`.
     """
     batch_id = validate_id(batch_id)
     runtime = runtime_for(self.app)
@@ -105,7 +106,7 @@ def cancel_batch_task(self: PictifyTask, batch_id: str) -> dict[str, Any]:
     )
     if isinstance(decision, RetryLater):
         raise self.retry(exc=decision.error, countdown=decision.countdown)
-    return decision
+    return decision.as_result()
 
 
 # -- pictify.start_batch ---------------------------------------------------------
@@ -163,7 +164,7 @@ def _validate_wait_for_batch(batch_id: Any, poll_interval: Any = 5) -> None:
 
 def wait_for_batch_task(
     self: PictifyTask, batch_id: str, poll_interval: float = 5
-) -> dict[str, Any]:
+) -> BatchProgress:
     """Poll a batch until it is terminal, rescheduling itself between polls.
 
     It never sleeps in a worker. When the batch ends, its links are marked
@@ -199,7 +200,7 @@ def _validate_cancel_workflow(workflow_id: Any) -> None:
 def cancel_workflow_task(self: PictifyTask, workflow_id: str) -> list[str]:
     """Cancel every running batch linked to a workflow or task id; return their ids."""
     _validate_cancel_workflow(workflow_id)
-    return cancel_ids(self.app, [workflow_id])
+    return runtime_for(self.app).fanout.cancel_ids([workflow_id])
 
 
 _AT_LEAST_ONCE = {"acks_late": True, "reject_on_worker_lost": True}

@@ -16,7 +16,7 @@ from pictify_tasks import (
     ServerError,
 )
 from pictify_tasks.cancel import RetryLater, cancel_step
-from pictify_tasks.store import MemoryStore
+from pictify_tasks.store import MemoryStore, OutcomeRecord
 
 Answer = Union[CancelResult, BaseException]
 
@@ -56,13 +56,7 @@ def _step(store: MemoryStore, client: StubClient, owner: str = "task-a", **kw: o
 def test_success_is_recorded_and_later_calls_make_no_request() -> None:
     store, client = MemoryStore(), StubClient([CANCELLED])
     first = _step(store, client)
-    assert first == {
-        "batch_id": "b1",
-        "status": "cancelled",
-        "outcome": "cancelled",
-        "attempts": 1,
-        "message": "Batch cancelled",
-    }
+    assert first == OutcomeRecord("b1", "cancelled", "cancelled", 1, "Batch cancelled")
     assert _step(store, client, owner="task-b") == first
     assert client.calls == 1
 
@@ -75,7 +69,7 @@ def test_retryable_errors_retry_with_backoff_then_succeed_on_attempt_three() -> 
     second = _step(store, client)
     assert isinstance(second, RetryLater) and second.countdown == 1.0
     result = _step(store, client)
-    assert isinstance(result, dict) and result["attempts"] == 3
+    assert isinstance(result, OutcomeRecord) and result.attempts == 3
     assert client.calls == 3
 
 
@@ -87,8 +81,8 @@ def test_a_duplicate_waits_while_the_owner_retries() -> None:
     assert isinstance(waiting, RetryLater) and waiting.error is None
     assert 0.05 <= waiting.countdown <= 5.0
     assert client.calls == 1
-    assert _step(store, client)["outcome"] == "cancelled"  # type: ignore[index]
-    assert _step(store, client, owner="task-b")["attempts"] == 2  # type: ignore[index]
+    assert _step(store, client).outcome == "cancelled"  # type: ignore[union-attr]
+    assert _step(store, client, owner="task-b").attempts == 2  # type: ignore[union-attr]
 
 
 def test_retry_after_sets_the_countdown_floor() -> None:
@@ -112,17 +106,17 @@ def test_the_last_attempt_fails_with_the_last_error_and_the_ledger_says_so() -> 
     assert isinstance(_step(store, client), RetryLater)
     with pytest.raises(ServerError, match="c"):
         _step(store, client)
-    failure = store.get_failure("b1")
-    assert failure is not None
-    assert (failure["error"], failure["status"], failure["attempts"], failure["final"]) == (
+    state = store.cancel_state("b1")
+    assert state.failure is not None and state.outcome is None
+    failure = state.failure
+    assert (failure.error, failure.status, failure.attempts, failure.final) == (
         "ServerError",
         500,
         3,
         True,
     )
-    assert store.get_outcome("b1") is None
     # Not final: a later cancel of the batch tries again, with a fresh budget.
-    assert _step(store, client, owner="task-b")["attempts"] == 1  # type: ignore[index]
+    assert _step(store, client, owner="task-b").attempts == 1  # type: ignore[union-attr]
 
 
 def test_non_retryable_errors_fail_at_once() -> None:
@@ -131,7 +125,8 @@ def test_non_retryable_errors_fail_at_once() -> None:
     with pytest.raises(AuthenticationError):
         _step(store, client)
     assert client.calls == 1
-    assert store.get_failure("b1")["final"] is True  # type: ignore[index]
+    failure = store.cancel_state("b1").failure
+    assert failure is not None and failure.final is True
 
 
 def test_an_unexpected_exception_gives_the_lease_back() -> None:
@@ -139,4 +134,6 @@ def test_an_unexpected_exception_gives_the_lease_back() -> None:
     client = StubClient([KeyboardInterrupt(), CANCELLED])
     with pytest.raises(KeyboardInterrupt):
         _step(store, client)
-    assert _step(store, client, owner="task-b")["outcome"] == "cancelled"  # type: ignore[index]
+    failure = store.cancel_state("b1").failure
+    assert failure is not None and failure.error == "interrupted" and not failure.final
+    assert _step(store, client, owner="task-b").outcome == "cancelled"  # type: ignore[union-attr]

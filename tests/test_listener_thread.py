@@ -1,24 +1,35 @@
-"""The listener's catch-up: revokes it missed are taken from the worker's own state."""
+"""The listener thread: catch-up from the worker's own revoked set, and failures kept in."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 
+import pytest
 from celery import Celery
 from celery.worker import state
 
-from pictify_tasks.listener import RevokeNotice, _ListenerThread
+from pictify_tasks.revoke.links import stamp_link_id
+from pictify_tasks.revoke.listener import _ListenerThread
+
+
+def listener(on_ids: object) -> _ListenerThread:
+    return _ListenerThread(Celery("catch-up", set_as_current=False), "node", on_ids)  # type: ignore[arg-type]
+
+
+def revoke_message(*task_ids: str) -> dict[str, object]:
+    return {"method": "revoke", "arguments": {"task_id": list(task_ids)}}
 
 
 def test_catch_up_handles_the_workers_revoked_ids_once() -> None:
     missed = [f"missed-{uuid.uuid4().hex}" for _ in range(3)]
-    heard: list[RevokeNotice] = []
-    thread = _ListenerThread(Celery("catch-up", set_as_current=False), "node", heard.append)
+    heard: list[list[str]] = []
+    thread = listener(heard.append)
     for task_id in missed:
         state.revoked.add(task_id)
     try:
         thread._catch_up()
-        assert len(heard) == 1 and set(missed) <= set(heard[0].task_ids)
+        assert len(heard) == 1 and set(missed) <= set(heard[0])
         thread._catch_up()  # nothing new: nothing handled twice
         assert len(heard) == 1
     finally:
@@ -27,22 +38,43 @@ def test_catch_up_handles_the_workers_revoked_ids_once() -> None:
 
 
 def test_ids_heard_on_the_wire_are_not_handled_again_by_catch_up() -> None:
-    heard: list[RevokeNotice] = []
-    thread = _ListenerThread(Celery("catch-up", set_as_current=False), "node", heard.append)
+    heard: list[list[str]] = []
+    thread = listener(heard.append)
     task_id = f"heard-{uuid.uuid4().hex}"
-    thread._on_message({"method": "revoke", "arguments": {"task_id": task_id}}, None)
+    thread._on_message(revoke_message(task_id), None)
     state.revoked.add(task_id)
     try:
         thread._catch_up()
-        assert [n.task_ids for n in heard] == [(task_id,)]
+        assert heard == [[task_id]]
     finally:
         state.revoked.discard(task_id)
 
 
-def test_a_failing_handler_or_a_junk_message_never_escapes() -> None:
-    def explode(notice: RevokeNotice) -> None:
-        raise RuntimeError("store down")
+def test_a_stamped_revoke_hands_over_the_stamps_link_ids() -> None:
+    heard: list[list[str]] = []
+    listener(heard.append)._on_message(
+        {"method": "revoke_by_stamped_headers", "arguments": {"headers": {"k": ["v1", "v2"]}}},
+        None,
+    )
+    assert heard == [[stamp_link_id("k", "v1"), stamp_link_id("k", "v2")]]
 
-    thread = _ListenerThread(Celery("catch-up", set_as_current=False), "node", explode)
-    thread._on_message({"method": "revoke", "arguments": {"task_id": "x"}}, None)
-    thread._on_message(object(), None)
+
+def test_a_failing_handler_or_a_junk_message_is_logged_and_the_thread_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    heard: list[list[str]] = []
+
+    def handler(ids: list[str]) -> None:
+        if "x" in ids:
+            raise RuntimeError("store down")
+        heard.append(ids)
+
+    thread = listener(handler)
+    with caplog.at_level(logging.ERROR, logger="pictify_tasks.listener"):
+        thread._on_message(revoke_message("x"), None)
+        thread._on_message(object(), None)  # not a control message: ignored, not an error
+        thread._on_message(revoke_message("y"), None)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "failed" in errors[0].getMessage()
+    assert errors[0].exc_info is not None and isinstance(errors[0].exc_info[1], RuntimeError)
+    assert heard == [["y"]]  # the next revoke is still handled

@@ -85,9 +85,9 @@ def test_401_fails_at_once_and_the_ledger_says_so(setup: Setup) -> None:
     assert type(outcome).__name__ == "AuthenticationError"
     assert "HTTP 401" in str(outcome)
     assert len(setup.emulator.cancel_requests(batch_id)) == 1
-    failure = setup.store.get_failure(batch_id)
-    assert failure is not None and failure["final"] and failure["status"] == 401
-    assert setup.store.get_outcome(batch_id) is None
+    state = setup.store.cancel_state(batch_id)
+    assert state.failure is not None and state.failure.final and state.failure.status == 401
+    assert state.outcome is None
     # Not final: asking again (the API now answers normally) cancels it.
     assert setup.cancel(batch_id).get(timeout=30)["outcome"] == "cancelled"
 
@@ -121,8 +121,8 @@ def test_exhausted_retries_fail_with_the_last_error(setup: Setup) -> None:
     [outcome] = gather([async_result], timeout=30)
     assert type(outcome).__name__ == "ServerError" and "HTTP 502" in str(outcome)
     assert len(setup.emulator.cancel_requests(batch_id)) == 4
-    failure = setup.store.get_failure(batch_id)
-    assert failure is not None and (failure["attempts"], failure["final"]) == (4, True)
+    failure = setup.store.cancel_state(batch_id).failure
+    assert failure is not None and (failure.attempts, failure.final) == (4, True)
 
 
 def test_a_worker_killed_mid_call_leaves_the_message_to_be_redelivered(setup: Setup) -> None:

@@ -1,9 +1,18 @@
-"""The package's state: the cancel ledger (and, later, workflow links)."""
+"""The package's state: the cancel ledger and the workflow links (Redis, or in-process)."""
 
 from __future__ import annotations
 
-from pictify_tasks.store.base import CancelBegin, StateStore
+from pictify_tasks.store.base import CancelBegin, CancelState, StateStore
 from pictify_tasks.store.memory import MemoryStore
+from pictify_tasks.store.records import FailureRecord, OutcomeRecord
 from pictify_tasks.store.redis_store import RedisStore
 
-__all__ = ["CancelBegin", "MemoryStore", "RedisStore", "StateStore"]
+__all__ = [
+    "CancelBegin",
+    "CancelState",
+    "FailureRecord",
+    "MemoryStore",
+    "OutcomeRecord",
+    "RedisStore",
+    "StateStore",
+]

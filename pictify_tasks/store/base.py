@@ -9,21 +9,19 @@ The links map the ids a revoke may name (task, root, group, chain, chord,
 stamps) to the batches started under them, and remember which ids were
 revoked, so that a batch started after its workflow was revoked is cancelled
 too.
+
+One method is one round trip to the store.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any
 
-__all__ = ["SCOPES", "BatchLinks", "CancelBegin", "StateStore"]
+from pictify_tasks.revoke.links import BatchLinks, Scope
+from pictify_tasks.store.records import FailureRecord, OutcomeRecord
 
-#: ``workflow``: revoking any linked id cancels; ``task``: only the task's own
-#: id, its ancestors and its stamps do.
-SCOPES = ("workflow", "task")
-
-Record = dict[str, Any]
+__all__ = ["CancelBegin", "CancelState", "StateStore"]
 
 
 @dataclass(frozen=True)
@@ -35,58 +33,43 @@ class CancelBegin:
     (another task holds the lease for ``lease_remaining`` more seconds).
     """
 
-    outcome: Record | None = None
+    outcome: OutcomeRecord | None = None
     acquired: bool = False
     attempt: int = 0
     lease_remaining: float = 0.0
 
 
 @dataclass(frozen=True)
-class BatchLinks:
-    """The ids under which one batch is found, per revoke scope."""
+class CancelState:
+    """What the ledger knows of one batch's cancel (for operators and the CLI)."""
 
-    workflow: frozenset[str]
-    task: frozenset[str]
-
-    def for_scope(self, scope: str) -> frozenset[str]:
-        return self.workflow if scope == "workflow" else self.task
+    outcome: OutcomeRecord | None
+    failure: FailureRecord | None
 
 
 class StateStore(abc.ABC):
-    """The state behind the cancel tasks; one method is one round trip."""
+    """The state behind the cancel tasks and the revoke side."""
 
     @abc.abstractmethod
     def begin_cancel(self, batch_id: str, owner: str, lease_seconds: float) -> CancelBegin:
         """Return the recorded outcome, or take (or renew) the lease and count an attempt."""
 
     @abc.abstractmethod
-    def finish_cancel(self, batch_id: str, owner: str, outcome: Record, ttl: int) -> Record:
+    def finish_cancel(self, owner: str, outcome: OutcomeRecord, ttl: int) -> OutcomeRecord:
         """Record ``outcome`` unless one is recorded already; return the recorded one."""
 
     @abc.abstractmethod
-    def fail_cancel(
-        self,
-        batch_id: str,
-        owner: str,
-        error: Record,
-        ttl: int,
-        *,
-        keep_lease_for: float | None = None,
-    ) -> None:
-        """Record a failure (not final).
+    def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
+        """Record a failure of ``failure.batch_id``'s cancel.
 
-        With ``keep_lease_for`` the owner will retry, so it keeps the lease that
-        long; without, the lease and attempt count are dropped so that a later
-        cancel starts afresh.
+        With ``keep_lease`` seconds (> 0) the owner will retry, so it keeps the
+        lease that long; with 0 the lease and attempt count are dropped so
+        that a later cancel starts afresh.
         """
 
     @abc.abstractmethod
-    def get_outcome(self, batch_id: str) -> Record | None:
-        """The recorded final outcome of a batch's cancel, if any."""
-
-    @abc.abstractmethod
-    def get_failure(self, batch_id: str) -> Record | None:
-        """The last recorded failure of a batch's cancel, if any."""
+    def cancel_state(self, batch_id: str) -> CancelState:
+        """The recorded outcome and last failure of a batch's cancel."""
 
     @abc.abstractmethod
     def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
@@ -97,16 +80,12 @@ class StateStore(abc.ABC):
         """Mark a linked batch finished, so that no revoke cancels it."""
 
     @abc.abstractmethod
-    def revoke_ids(self, ids: list[str], scope: str, ttl: int | None) -> list[str]:
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> list[str]:
         """The running batches linked under ``ids`` for ``scope``, in one round trip.
 
         With ``ttl`` the ids are also remembered as revoked for that long, so
         that :meth:`link_batch` reports a batch linked under them later.
         """
-
-    def ping(self) -> bool:
-        """Whether the store answers."""
-        return True
 
     def close(self) -> None:  # noqa: B027 - optional for stores without connections
         """Release connections."""

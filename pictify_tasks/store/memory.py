@@ -6,12 +6,13 @@ package logs a warning when it falls back to it.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from typing import Any, Callable
 
-from pictify_tasks.store.base import BatchLinks, CancelBegin, Record, StateStore
+from pictify_tasks.revoke.links import BatchLinks, Scope
+from pictify_tasks.store.base import CancelBegin, CancelState, StateStore
+from pictify_tasks.store.records import FailureRecord, OutcomeRecord
 
 __all__ = ["MemoryStore"]
 
@@ -49,7 +50,10 @@ class _ExpiringDict:
 
 
 class MemoryStore(StateStore):
-    """Thread-safe, in-process; the same semantics as the Redis store."""
+    """Thread-safe, in-process; the same semantics as the Redis store.
+
+    Records are frozen values, so they are stored and handed out as they are.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
@@ -66,7 +70,7 @@ class MemoryStore(StateStore):
         with self._lock:
             outcome = self._outcomes.get(batch_id)
             if outcome is not None:
-                return CancelBegin(outcome=copy.deepcopy(outcome))
+                return CancelBegin(outcome=outcome)
             holder = self._leases.get(batch_id)
             if holder is not None and holder != owner:
                 return CancelBegin(lease_remaining=self._leases.ttl(batch_id))
@@ -75,46 +79,37 @@ class MemoryStore(StateStore):
             self._attempts.set(batch_id, attempt, max(lease_seconds, 86400))
             return CancelBegin(acquired=True, attempt=attempt)
 
-    def finish_cancel(self, batch_id: str, owner: str, outcome: Record, ttl: int) -> Record:
+    def finish_cancel(self, owner: str, outcome: OutcomeRecord, ttl: int) -> OutcomeRecord:
+        batch_id = outcome.batch_id
         with self._lock:
             if self._outcomes.get(batch_id) is None:
-                self._outcomes.set(batch_id, copy.deepcopy(outcome), ttl)
+                self._outcomes.set(batch_id, outcome, ttl)
             if self._leases.get(batch_id) == owner:
                 self._leases.delete(batch_id)
             self._attempts.delete(batch_id)
             self._failures.delete(batch_id)
-            return copy.deepcopy(self._outcomes.get(batch_id))
+            recorded: OutcomeRecord = self._outcomes.get(batch_id)
+            return recorded
 
-    def fail_cancel(
-        self,
-        batch_id: str,
-        owner: str,
-        error: Record,
-        ttl: int,
-        *,
-        keep_lease_for: float | None = None,
-    ) -> None:
+    def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
+        batch_id = failure.batch_id
         with self._lock:
-            self._failures.set(batch_id, copy.deepcopy(error), ttl)
+            self._failures.set(batch_id, failure, ttl)
             if self._leases.get(batch_id) != owner:
                 return
-            if keep_lease_for:
-                self._leases.expire(batch_id, keep_lease_for)
+            if keep_lease > 0:
+                self._leases.expire(batch_id, keep_lease)
             else:
                 self._leases.delete(batch_id)
                 self._attempts.delete(batch_id)
 
-    def get_outcome(self, batch_id: str) -> Record | None:
+    def cancel_state(self, batch_id: str) -> CancelState:
         with self._lock:
-            return copy.deepcopy(self._outcomes.get(batch_id))  # type: ignore[no-any-return]
-
-    def get_failure(self, batch_id: str) -> Record | None:
-        with self._lock:
-            return copy.deepcopy(self._failures.get(batch_id))  # type: ignore[no-any-return]
+            return CancelState(self._outcomes.get(batch_id), self._failures.get(batch_id))
 
     def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
         with self._lock:
-            pairs = [("workflow", i) for i in links.workflow] + [("task", i) for i in links.task]
+            pairs = links.pairs()
             for scope, link_id in pairs:
                 batches = self._links.get(f"{scope}:{link_id}") or {}
                 batches.setdefault(batch_id, "running")
@@ -131,7 +126,7 @@ class MemoryStore(StateStore):
                     batches[batch_id] = "finished"
                     self._links.set(f"{scope}:{link_id}", batches, ttl)
 
-    def revoke_ids(self, ids: list[str], scope: str, ttl: int | None) -> list[str]:
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> list[str]:
         with self._lock:
             found: dict[str, None] = {}
             for link_id in ids:

@@ -11,7 +11,9 @@ from typing import Any
 
 import redis
 
-from pictify_tasks.store.base import BatchLinks, CancelBegin, Record, StateStore
+from pictify_tasks.revoke.links import BatchLinks, Scope
+from pictify_tasks.store.base import CancelBegin, CancelState, StateStore
+from pictify_tasks.store.records import FailureRecord, OutcomeRecord
 
 __all__ = ["RedisStore"]
 
@@ -86,37 +88,27 @@ class RedisStore(StateStore):
         kind, value = self._begin(keys=keys, args=[owner, lease_ms, max(86400, int(lease_seconds))])
         kind = _text(kind)
         if kind == "done":
-            return CancelBegin(outcome=_load(value))
+            return CancelBegin(outcome=OutcomeRecord.from_json(_load(value)))
         if kind == "busy":
             return CancelBegin(lease_remaining=max(0, int(_text(value))) / 1000.0)
         return CancelBegin(acquired=True, attempt=int(_text(value)))
 
-    def finish_cancel(self, batch_id: str, owner: str, outcome: Record, ttl: int) -> Record:
-        keys = [
-            self.batch_key(batch_id, part) for part in ("outcome", "lease", "attempts", "failure")
-        ]
-        stored = self._finish(keys=keys, args=[owner, json.dumps(outcome), int(ttl)])
-        return _load(stored)
+    def finish_cancel(self, owner: str, outcome: OutcomeRecord, ttl: int) -> OutcomeRecord:
+        parts = ("outcome", "lease", "attempts", "failure")
+        keys = [self.batch_key(outcome.batch_id, part) for part in parts]
+        stored = self._finish(keys=keys, args=[owner, json.dumps(outcome.to_json()), int(ttl)])
+        return OutcomeRecord.from_json(_load(stored))
 
-    def fail_cancel(
-        self,
-        batch_id: str,
-        owner: str,
-        error: Record,
-        ttl: int,
-        *,
-        keep_lease_for: float | None = None,
-    ) -> None:
-        keys = [self.batch_key(batch_id, part) for part in ("lease", "attempts", "failure")]
-        keep_ms = int(keep_lease_for * 1000) if keep_lease_for else 0
-        self._fail(keys=keys, args=[owner, json.dumps(error), int(ttl), keep_ms])
+    def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
+        keys = [self.batch_key(failure.batch_id, part) for part in ("lease", "attempts", "failure")]
+        keep_ms = max(0, int(keep_lease * 1000))
+        self._fail(keys=keys, args=[owner, json.dumps(failure.to_json()), int(ttl), keep_ms])
 
     def link_key(self, link_id: str, part: str) -> str:
         return f"{self._prefix}:{{w:{link_id}}}:{part}"
 
     def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
-        pairs = [("workflow", i) for i in sorted(links.workflow)]
-        pairs += [("task", i) for i in sorted(links.task)]
+        pairs = links.pairs()
         pipe = self._redis.pipeline(transaction=False)
         for scope, link_id in pairs:
             key = self.link_key(link_id, scope)
@@ -144,7 +136,7 @@ class RedisStore(StateStore):
             pipe.expire(key, ttl)
         pipe.execute()
 
-    def revoke_ids(self, ids: list[str], scope: str, ttl: int | None) -> list[str]:
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> list[str]:
         pipe = self._redis.pipeline(transaction=False)
         for link_id in ids:
             if ttl:
@@ -158,19 +150,14 @@ class RedisStore(StateStore):
                         found[_text(batch_id)] = None
         return list(found)
 
-    def get_outcome(self, batch_id: str) -> Record | None:
-        value = self._redis.get(self.batch_key(batch_id, "outcome"))
-        return None if value is None else _load(value)
-
-    def get_failure(self, batch_id: str) -> Record | None:
-        value = self._redis.get(self.batch_key(batch_id, "failure"))
-        return None if value is None else _load(value)
-
-    def ping(self) -> bool:
-        try:
-            return bool(self._redis.ping())
-        except redis.RedisError:
-            return False
+    def cancel_state(self, batch_id: str) -> CancelState:
+        outcome, failure = self._redis.mget(
+            [self.batch_key(batch_id, "outcome"), self.batch_key(batch_id, "failure")]
+        )
+        return CancelState(
+            None if outcome is None else OutcomeRecord.from_json(_load(outcome)),
+            None if failure is None else FailureRecord.from_json(_load(failure)),
+        )
 
     def close(self) -> None:
         self._redis.close()
@@ -180,7 +167,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _load(value: Any) -> Record:
+def _load(value: Any) -> dict[str, Any]:
     data = json.loads(_text(value))
     if not isinstance(data, dict):
         raise ValueError("a ledger record is not a JSON object")

@@ -1,4 +1,8 @@
-"""``install`` / ``uninstall`` of the bootstep and signals, and the signal handlers."""
+"""``install`` / ``uninstall`` of the bootstep and signals, and the signal handlers.
+
+The handlers are driven through Celery's own signals (``send``), as a worker
+or a publish would fire them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -15,20 +19,16 @@ from celery.app.task import Context
 from celery.signals import before_task_publish, task_revoked
 
 import pictify_tasks
-from pictify_tasks import hooks
 from pictify_tasks._runtime import runtime_for
-from pictify_tasks.hooks import (
-    _on_before_task_publish,
-    _on_task_revoked,
-    _revoked_ids,
-    install,
-    installed,
-    on_revoke_notice,
-    uninstall,
+from pictify_tasks.integration import install, integration, uninstall
+from pictify_tasks.revoke.links import (
+    LINEAGE_HEADER,
+    MAX_LINEAGE,
+    BatchLinks,
+    Scope,
+    revoked_ids_from_request,
 )
-from pictify_tasks.listener import RevokeListener, RevokeNotice
-from pictify_tasks.store.base import BatchLinks
-from pictify_tasks.workflow import LINEAGE_HEADER, MAX_LINEAGE
+from pictify_tasks.revoke.listener import RevokeListener
 from tests.fakes import memory_app, running
 
 WAIT = 10.0
@@ -54,14 +54,38 @@ def bare_app() -> Iterator[Celery]:
     app.close()
 
 
-def connected(signal: Any, handler: Callable[..., Any]) -> int:
-    """How many times ``handler`` is connected to ``signal``."""
-    return sum(1 for _, receiver in signal.receivers if receiver is handler)
+SIGNALS = [task_revoked, before_task_publish]
 
 
-def other_installed_apps(*mine: Celery) -> list[Any]:
-    gc.collect()  # apps of earlier tests that are gone leave the WeakSet
-    return [app for app in list(hooks._installed) if all(app is not m for m in mine)]
+def connected(signal: Any) -> int:
+    """How many of the package's handlers are connected to ``signal``."""
+    return sum(1 for (uid, _), _ in signal.receivers if str(uid).startswith("pictify:"))
+
+
+def others_installed(*mine: Celery) -> bool:
+    gc.collect()  # apps of earlier tests that are gone leave the installed set
+    # type(), not isinstance(): isinstance would evaluate the package's task proxies.
+    apps = [o for o in gc.get_objects() if issubclass(type(o), Celery)]
+    return any(integration.installed(a) and all(a is not m for m in mine) for a in apps)
+
+
+def revoked(app: Celery, **fields: Any) -> None:
+    """Fire ``task_revoked`` for a task of ``app`` as a worker does."""
+    request = Context(**fields)
+    task_revoked.send(
+        sender=app.tasks["proj.child"],
+        request=request,
+        terminated=False,
+        signum=None,
+        expired=False,
+    )
+
+
+def publish_headers(headers: Any) -> None:
+    """Fire ``before_task_publish`` as ``apply_async`` does."""
+    before_task_publish.send(
+        sender="proj.child", body=(), headers=headers, exchange="", routing_key=""
+    )
 
 
 # -- install / uninstall -----------------------------------------------------------------------
@@ -71,12 +95,12 @@ def test_install_adds_the_bootstep_and_uninstall_removes_it(bare_app: Celery) ->
     assert RevokeListener not in bare_app.steps["consumer"]
     install(bare_app)
     try:
-        assert installed(bare_app)
+        assert integration.installed(bare_app)
         assert RevokeListener in bare_app.steps["consumer"]
         assert "pictify.cancel_batch" in bare_app.tasks
     finally:
         uninstall(bare_app)
-    assert not installed(bare_app)
+    assert not integration.installed(bare_app)
     assert RevokeListener not in bare_app.steps["consumer"]
     assert "pictify.cancel_batch" not in bare_app.tasks
 
@@ -86,18 +110,14 @@ def test_signals_are_connected_while_any_app_is_installed() -> None:
     try:
         install(first)
         install(second)
-        for signal, handler in hooks._SIGNALS:
-            assert connected(signal, handler) == 1, signal
+        assert [connected(signal) for signal in SIGNALS] == [1, 1]
         uninstall(first)
-        for signal, handler in hooks._SIGNALS:
-            assert connected(signal, handler) == 1, signal
+        assert [connected(signal) for signal in SIGNALS] == [1, 1]
         uninstall(second)
-        expected = 1 if other_installed_apps(first, second) else 0
-        for signal, handler in hooks._SIGNALS:
-            assert connected(signal, handler) == expected, signal
+        expected = 1 if others_installed(first, second) else 0
+        assert [connected(signal) for signal in SIGNALS] == [expected, expected]
         install(first)
-        for signal, handler in hooks._SIGNALS:
-            assert connected(signal, handler) == 1, signal
+        assert [connected(signal) for signal in SIGNALS] == [1, 1]
     finally:
         uninstall(first)
         uninstall(second)
@@ -110,10 +130,9 @@ def test_installing_twice_is_harmless(app: Celery) -> None:
     install(app)
     assert app.tasks["pictify.cancel_batch"] is task
     assert sum(1 for step in app.steps["consumer"] if step is RevokeListener) == 1
-    for signal, handler in hooks._SIGNALS:
-        assert connected(signal, handler) == 1, signal
+    assert [connected(signal) for signal in SIGNALS] == [1, 1]
     uninstall(app)  # one uninstall undoes both installs
-    assert not installed(app)
+    assert not integration.installed(app)
     assert RevokeListener not in app.steps["consumer"]
 
 
@@ -121,50 +140,49 @@ def test_uninstalling_an_app_that_is_not_installed_keeps_the_others_hooks(
     app: Celery, bare_app: Celery
 ) -> None:
     uninstall(bare_app)
-    assert installed(app)
-    for signal, handler in hooks._SIGNALS:
-        assert connected(signal, handler) == 1, signal
+    assert integration.installed(app)
+    assert [connected(signal) for signal in SIGNALS] == [1, 1]
     assert RevokeListener in app.steps["consumer"]
 
 
-# -- _revoked_ids ----------------------------------------------------------------------------------
+# -- revoked_ids_from_request --------------------------------------------------------------------
 
 
 def test_revoked_ids_in_workflow_scope() -> None:
     request = Context(id="t", root_id="r", group="g", parent_id="p")
-    assert _revoked_ids(request, "workflow") == ["t", "r", "g"]
+    assert revoked_ids_from_request(request, Scope.WORKFLOW) == ["t", "r", "g"]
 
 
 def test_revoked_ids_in_task_scope_are_only_the_own_id() -> None:
     request = Context(id="t", root_id="r", group="g", parent_id="p")
-    assert _revoked_ids(request, "task") == ["t"]
+    assert revoked_ids_from_request(request, Scope.TASK) == ["t"]
 
 
-def test_revoked_ids_read_the_group_from_group_id_too() -> None:
-    assert _revoked_ids(SimpleNamespace(id="t", root_id="r", group_id="g2"), "workflow") == [
-        "t",
-        "r",
-        "g2",
-    ]
+def test_revoked_ids_read_the_group_as_links_do() -> None:
+    """``group`` (what Celery's requests carry), else ``group_id``: the same as the links."""
+    only_id = SimpleNamespace(id="t", root_id="r", group_id="g2")
+    assert revoked_ids_from_request(only_id, Scope.WORKFLOW) == ["t", "r", "g2"]
     both = SimpleNamespace(id="t", root_id="r", group_id="g2", group="g")
-    assert _revoked_ids(both, "workflow") == ["t", "r", "g2"]
+    assert revoked_ids_from_request(both, Scope.WORKFLOW) == ["t", "r", "g"]
     neither = SimpleNamespace(id="t", root_id="r", group_id=None, group="g")
-    assert _revoked_ids(neither, "workflow") == ["t", "r", "g"]
+    assert revoked_ids_from_request(neither, Scope.WORKFLOW) == ["t", "r", "g"]
 
 
-def test_revoked_ids_drop_none_empty_and_missing_values() -> None:
-    assert _revoked_ids(Context(id="t"), "workflow") == ["t"]
-    assert _revoked_ids(SimpleNamespace(id="t"), "workflow") == ["t"]
-    assert _revoked_ids(SimpleNamespace(id="t", root_id="", group=5), "workflow") == ["t"]
-    assert _revoked_ids(SimpleNamespace(), "workflow") == []
-    assert _revoked_ids(SimpleNamespace(), "task") == []
+def test_revoked_ids_drop_none_empty_repeated_and_missing_values() -> None:
+    assert revoked_ids_from_request(Context(id="t"), Scope.WORKFLOW) == ["t"]
+    assert revoked_ids_from_request(Context(id="t", root_id="t"), Scope.WORKFLOW) == ["t"]
+    assert revoked_ids_from_request(SimpleNamespace(id="t"), Scope.WORKFLOW) == ["t"]
+    garbage = SimpleNamespace(id="t", root_id="", group=5)
+    assert revoked_ids_from_request(garbage, Scope.WORKFLOW) == ["t"]
+    assert revoked_ids_from_request(SimpleNamespace(), Scope.WORKFLOW) == []
+    assert revoked_ids_from_request(SimpleNamespace(), Scope.TASK) == []
 
 
-# -- _on_task_revoked ------------------------------------------------------------------------------
+# -- the task_revoked handler --------------------------------------------------------------------
 
 
 class Recorder:
-    """Stands in for ``Runtime.enqueue_cancels``: records calls and the thread they ran on."""
+    """A publisher that records the batch ids and the thread it was called on."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
@@ -180,14 +198,14 @@ class Recorder:
 @pytest.fixture
 def enqueued(app: Celery) -> Recorder:
     recorder = Recorder()
-    runtime_for(app).enqueue_cancels = recorder  # type: ignore[method-assign]
+    runtime_for(app).fanout.publisher = recorder
     return recorder
 
 
 def drain(app: Celery) -> None:
-    """Wait until the runtime's background thread has run everything submitted so far."""
+    """Wait until the fan-out's background thread has run everything handed to it so far."""
     done = threading.Event()
-    runtime_for(app).submit(done.set)
+    runtime_for(app).fanout.in_background(done.set)
     assert done.wait(WAIT), "the background thread did not get to the end of its queue"
 
 
@@ -201,9 +219,7 @@ def test_task_revoked_cancels_the_batches_of_the_root_on_a_background_thread(
 ) -> None:
     link(app, "batch-1", {"root-1"}, {"root-1"})
     link(app, "batch-other", {"root-2"}, {"root-2"})
-    task = app.tasks["proj.child"]
-    request = Context(id="child-1", root_id="root-1", parent_id="root-1", group=None)
-    task_revoked.send(sender=task, request=request, terminated=False, signum=None, expired=False)
+    revoked(app, id="child-1", root_id="root-1", parent_id="root-1", group=None)
     assert enqueued.called.wait(WAIT), "no cancel was enqueued"
     drain(app)
     assert enqueued.calls == [["batch-1"]]
@@ -213,8 +229,7 @@ def test_task_revoked_cancels_the_batches_of_the_root_on_a_background_thread(
 
 def test_task_revoked_cancels_the_batches_of_the_group(app: Celery, enqueued: Recorder) -> None:
     link(app, "batch-g", {"group-1"}, set())
-    request = Context(id="member-1", root_id="member-1", group="group-1")
-    _on_task_revoked(sender=app.tasks["proj.child"], request=request)
+    revoked(app, id="member-1", root_id="member-1", group="group-1")
     assert enqueued.called.wait(WAIT)
     assert enqueued.calls == [["batch-g"]]
 
@@ -226,8 +241,7 @@ def test_task_revoked_in_task_scope_only_cancels_the_tasks_own_batches(
     runtime_for(app).reset()
     link(app, "batch-root", {"root-1"}, {"root-1"})
     link(app, "batch-own", {"root-1"}, {"child-1", "root-1"})
-    request = Context(id="child-1", root_id="root-1", group="group-1")
-    _on_task_revoked(sender=app.tasks["proj.child"], request=request)
+    revoked(app, id="child-1", root_id="root-1", group="group-1")
     drain(app)
     assert enqueued.calls == [["batch-own"]]
 
@@ -235,8 +249,7 @@ def test_task_revoked_in_task_scope_only_cancels_the_tasks_own_batches(
 def test_task_revoked_remembers_the_ids_for_batches_linked_later(
     app: Celery, enqueued: Recorder
 ) -> None:
-    request = Context(id="child-1", root_id="root-1")
-    _on_task_revoked(sender=app.tasks["proj.child"], request=request)
+    revoked(app, id="child-1", root_id="root-1")
     drain(app)
     assert enqueued.calls == []
     links = BatchLinks(frozenset({"root-1"}), frozenset({"root-1"}))
@@ -244,18 +257,31 @@ def test_task_revoked_remembers_the_ids_for_batches_linked_later(
 
 
 class Exploding:
-    """A request (or sender) whose every attribute access raises."""
+    """A request whose every attribute access raises."""
 
     def __getattribute__(self, name: str) -> Any:
         raise RuntimeError(f"boom reading {name}")
 
 
+class Sender:
+    """A task-like sender whose ``app`` is ``app`` (or raises when it is an exception)."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    @property
+    def app(self) -> Any:
+        if isinstance(self._app, Exception):
+            raise self._app
+        return self._app
+
+
 def test_task_revoked_logs_an_error_and_never_raises(
     app: Celery, enqueued: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="pictify_tasks.hooks"):
-        _on_task_revoked(sender=app.tasks["proj.child"], request=Exploding())
-        _on_task_revoked(sender=Exploding(), request=Context(id="t"))
+    with caplog.at_level(logging.ERROR, logger="pictify_tasks.integration"):
+        task_revoked.send(sender=app.tasks["proj.child"], request=Exploding())
+        task_revoked.send(sender=Sender(RuntimeError("boom")), request=Context(id="t"))
     failures = [r for r in caplog.records if "handling task_revoked failed" in r.getMessage()]
     assert len(failures) == 2
     assert all(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in failures)
@@ -263,90 +289,84 @@ def test_task_revoked_logs_an_error_and_never_raises(
     assert enqueued.calls == []
 
 
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_task_revoked_of_an_app_that_is_not_installed_is_ignored(
-    app: Celery, bare_app: Celery
+    app: Celery, bare_app: Celery, caplog: pytest.LogCaptureFixture
 ) -> None:
     runtime = runtime_for(bare_app)
     link(bare_app, "batch-1", {"root-1"}, {"root-1"})
-    submitted: list[Any] = []
-    runtime.submit = lambda *args: submitted.append(args)  # type: ignore[method-assign]
-    request = Context(id="child-1", root_id="root-1")
-    task_revoked.send(sender=bare_app.tasks["proj.child"], request=request)
-    _on_task_revoked(sender=bare_app.tasks["proj.child"], request=request)
-    assert submitted == []
-    assert runtime.store.revoke_ids(["root-1"], "workflow", None) == ["batch-1"]
+    other = Recorder()
+    runtime.fanout.publisher = other
+    with caplog.at_level(logging.ERROR):
+        task_revoked.send(
+            sender=bare_app.tasks["proj.child"], request=Context(id="child-1", root_id="root-1")
+        )
+        drain(bare_app)
+    assert other.calls == []
+    assert errors_logged(caplog) == []
+    # Nothing was remembered as revoked either: the batch is still found as running.
+    assert runtime.store.revoke_ids(["root-1"], Scope.WORKFLOW, None) == ["batch-1"]
 
 
 @pytest.mark.parametrize(
     "sender,request_",
-    [(None, Context(id="t")), (SimpleNamespace(app=None), Context(id="t")), ("task", None)],
+    [(None, Context(id="t")), (Sender(None), Context(id="t")), ("task", None)],
     ids=["no sender", "sender without app", "no request"],
 )
-def test_task_revoked_without_sender_or_request_is_ignored(
-    app: Celery, sender: Any, request_: Any
+def test_task_revoked_without_sender_or_request_is_ignored_quietly(
+    app: Celery, enqueued: Recorder, caplog: pytest.LogCaptureFixture, sender: Any, request_: Any
 ) -> None:
-    submitted: list[Any] = []
-    runtime_for(app).submit = lambda *args: submitted.append(args)  # type: ignore[method-assign]
+    link(app, "batch-1", {"t"}, {"t"})
     if sender == "task":
         sender = app.tasks["proj.child"]
-    _on_task_revoked(sender=sender, request=request_)
-    assert submitted == []
+    with caplog.at_level(logging.ERROR):
+        task_revoked.send(sender=sender, request=request_)
+        drain(app)
+    assert enqueued.calls == []
+    assert errors_logged(caplog) == []  # ignored on purpose, not swallowed as a failure
 
 
-# -- on_revoke_notice ----------------------------------------------------------------------------
-
-
-def test_a_revoke_notice_cancels_at_once_on_an_installed_app_only(
-    app: Celery, bare_app: Celery, enqueued: Recorder
-) -> None:
-    link(app, "batch-1", {"wf-1"}, set())
-    on_revoke_notice(app, RevokeNotice(task_ids=("nope", "wf-1")))
-    assert enqueued.calls == [["batch-1"]]
-    other = Recorder()
-    runtime_for(bare_app).enqueue_cancels = other  # type: ignore[method-assign]
-    link(bare_app, "batch-2", {"wf-1"}, set())
-    on_revoke_notice(bare_app, RevokeNotice(task_ids=("wf-1",)))
-    assert other.calls == []
-
-
-# -- _on_before_task_publish -----------------------------------------------------------------------
+# -- the before_task_publish handler ---------------------------------------------------------------
 
 
 def test_outside_a_task_headers_are_left_alone(app: Celery) -> None:
     headers = {"id": "C", "task": "proj.child"}
-    _on_before_task_publish(headers=headers)
+    publish_headers(headers)
     assert headers == {"id": "C", "task": "proj.child"}
 
 
 def test_inside_a_task_the_lineage_is_carried_on(app: Celery) -> None:
     headers: dict[str, Any] = {"id": "C"}
     with running(app.tasks["proj.parent"], id="P", **{LINEAGE_HEADER: ["R"]}):
-        _on_before_task_publish(headers=headers)
+        publish_headers(headers)
     assert headers[LINEAGE_HEADER] == ["R", "P"]
 
 
 def test_a_task_without_lineage_starts_one(app: Celery) -> None:
     headers: dict[str, Any] = {"id": "C"}
     with running(app.tasks["proj.parent"], id="P"):
-        _on_before_task_publish(headers=headers)
+        publish_headers(headers)
     assert headers[LINEAGE_HEADER] == ["P"]
 
 
 def test_a_retry_or_replacement_keeps_its_ancestry_without_adding_itself(app: Celery) -> None:
     headers: dict[str, Any] = {"id": "P"}
     with running(app.tasks["proj.parent"], id="P", **{LINEAGE_HEADER: ["R"]}):
-        _on_before_task_publish(headers=headers)
+        publish_headers(headers)
     assert headers == {"id": "P", LINEAGE_HEADER: ["R"]}
     first: dict[str, Any] = {"id": "P"}
     with running(app.tasks["proj.parent"], id="P"):
-        _on_before_task_publish(headers=first)
+        publish_headers(first)
     assert first == {"id": "P"}
 
 
 def test_an_eager_task_is_left_alone(app: Celery) -> None:
     headers: dict[str, Any] = {"id": "C"}
     with running(app.tasks["proj.parent"], id="P", is_eager=True):
-        _on_before_task_publish(headers=headers)
+        publish_headers(headers)
     assert LINEAGE_HEADER not in headers
 
 
@@ -355,7 +375,7 @@ def test_a_task_of_an_app_that_is_not_installed_is_left_alone(
 ) -> None:
     headers: dict[str, Any] = {"id": "C"}
     with running(bare_app.tasks["proj.parent"], id="P"):
-        _on_before_task_publish(headers=headers)
+        publish_headers(headers)
     assert LINEAGE_HEADER not in headers
 
 
@@ -363,7 +383,7 @@ def test_the_lineage_is_capped(app: Celery) -> None:
     lineage = [f"x{i}" for i in range(MAX_LINEAGE + 8)]
     headers: dict[str, Any] = {"id": "C"}
     with running(app.tasks["proj.parent"], id="P", **{LINEAGE_HEADER: lineage}):
-        _on_before_task_publish(headers=headers)
+        publish_headers(headers)
     assert len(headers[LINEAGE_HEADER]) == MAX_LINEAGE
     assert headers[LINEAGE_HEADER] == [*lineage, "P"][-MAX_LINEAGE:]
     assert headers[LINEAGE_HEADER][-1] == "P"
@@ -372,8 +392,8 @@ def test_the_lineage_is_capped(app: Celery) -> None:
 
 def test_headers_that_are_not_a_dict_are_ignored(app: Celery) -> None:
     with running(app.tasks["proj.parent"], id="P"):
-        _on_before_task_publish(headers=None)
-        _on_before_task_publish(headers=[("id", "C")])
+        publish_headers(None)
+        publish_headers([("id", "C")])
 
 
 def test_a_publish_from_a_running_task_carries_the_lineage(app: Celery) -> None:

@@ -24,13 +24,17 @@ from celery import bootsteps
 from kombu.entity import Queue
 from kombu.messaging import Consumer
 
-from pictify_tasks.workflow import stamp_link_id
+from pictify_tasks._guard import logged_not_raised
+from pictify_tasks._runtime import runtime_for
+from pictify_tasks.backoff import backoff_delay
+from pictify_tasks.revoke.links import stamp_link_ids
 
 __all__ = ["RevokeListener", "RevokeNotice", "parse_control_message"]
 
 logger = logging.getLogger("pictify_tasks.listener")
 
 REVOKE_METHODS = frozenset({"revoke", "revoke_by_stamped_headers", "terminate"})
+_FIRST_RECONNECT_DELAY = 0.5
 _MAX_RECONNECT_DELAY = 10.0
 _SEEN_LIMIT = 10_000
 
@@ -45,8 +49,7 @@ class RevokeNotice:
 
     def link_ids(self) -> list[str]:
         """The ids to look batches up under (stamps become their link ids)."""
-        stamps = [stamp_link_id(name, value) for name, value in self.stamped_headers]
-        return [*self.task_ids, *stamps]
+        return [*self.task_ids, *stamp_link_ids(self.stamped_headers)]
 
 
 def parse_control_message(body: Any) -> RevokeNotice | None:
@@ -128,7 +131,7 @@ class _ListenerThread(threading.Thread):
     revokes loaded from the worker's ``--statedb``.
     """
 
-    def __init__(self, app: Any, hostname: str, on_notice: Callable[[RevokeNotice], None]) -> None:
+    def __init__(self, app: Any, hostname: str, on_notice: Callable[[list[str]], Any]) -> None:
         super().__init__(name="pictify-revoke-listener", daemon=True)
         self._app = app
         self._hostname = hostname
@@ -137,21 +140,24 @@ class _ListenerThread(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        delay = 0.5
+        failures = 0
         while not self.stopping.is_set():
             try:
                 with self._app.connection_for_read() as connection:
                     connection.ensure_connection(max_retries=1)
                     self._consume(connection)
-                    delay = 0.5
+                    failures = 0
             except Exception as exc:
                 if self.stopping.is_set():
                     break
+                failures += 1
+                delay = backoff_delay(
+                    failures, base=_FIRST_RECONNECT_DELAY, cap=_MAX_RECONNECT_DELAY, jitter=0.0
+                )
                 logger.warning(
                     "revoke listener lost the broker (%r); reconnecting in %.1fs", exc, delay
                 )
                 self.stopping.wait(delay)
-                delay = min(delay * 2, _MAX_RECONNECT_DELAY)
 
     def _consume(self, connection: Any) -> None:
         mailbox = self._app.control.mailbox(connection)
@@ -188,24 +194,23 @@ class _ListenerThread(threading.Thread):
             self._handle(RevokeNotice(task_ids=tuple(missed)))
 
     def _on_message(self, body: Any, message: Any) -> None:
-        try:
+        with logged_not_raised(logger, "reading a control message"):
             notice = parse_control_message(body)
-        except Exception:
-            logger.exception("revoke listener: unreadable control message")
-            return
-        if notice is not None:
-            self._handle(notice)
+            if notice is not None:
+                self._handle(notice)
 
     def _handle(self, notice: RevokeNotice) -> None:
-        try:
+        with logged_not_raised(logger, f"handling {notice}"):
             self._seen.add(notice.task_ids)
-            self._on_notice(notice)
-        except Exception:
-            logger.exception("revoke listener: handling %s failed", notice)
+            self._on_notice(notice.link_ids())
 
 
 class RevokeListener(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Consumer bootstep; starts after the Tasks step (so after Mingle)."""
+    """Consumer bootstep; starts after the Tasks step (so after Mingle).
+
+    Like Celery's own ``Control`` step it is only included where it can work:
+    when ``pictify_revoke_listener`` is on and the broker has fanout exchanges.
+    """
 
     label = "pictify revoke listener"
     requires = ("celery.worker.consumer.tasks:Tasks",)
@@ -214,19 +219,17 @@ class RevokeListener(bootsteps.StartStopStep):  # type: ignore[misc]
         super().__init__(parent, **kwargs)
         self._thread: _ListenerThread | None = None
 
+    def include_if(self, parent: Any) -> bool:
+        if not runtime_for(parent.app).settings.revoke_listener:
+            logger.info("revoke listener off (pictify_revoke_listener); the signal still works")
+            return False
+        return bool(parent.conninfo.supports_exchange_type("fanout"))
+
     def start(self, parent: Any) -> None:
         if self._thread is not None and self._thread.is_alive():
             return  # a consumer restart: our own connection did not go anywhere
-        from pictify_tasks._runtime import runtime_for
-        from pictify_tasks.hooks import on_revoke_notice
-
-        app = parent.app
-        if not runtime_for(app).settings.revoke_listener:
-            logger.info("revoke listener off (pictify_revoke_listener); the signal still works")
-            return
-        self._thread = _ListenerThread(
-            app, str(parent.hostname), lambda notice: on_revoke_notice(app, notice)
-        )
+        fanout = runtime_for(parent.app).fanout
+        self._thread = _ListenerThread(parent.app, str(parent.hostname), fanout.cancel_ids)
         self._thread.start()
 
     def stop(self, parent: Any) -> None:

@@ -1,0 +1,120 @@
+"""``install`` / ``uninstall``: the package's tasks, bootstep and signals, in one object.
+
+Signals are process-wide, so :class:`CeleryIntegration` connects them while at
+least one app is installed and disconnects them with the last, as
+OpenTelemetry's ``CeleryInstrumentor`` does in one instance. Each handler
+checks that the app it is about is installed, never raises into Celery, and
+does nothing slow where it runs: store round trips and publishes go to the
+fan-out's background thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any, Callable
+
+from celery import current_task
+from celery.signals import before_task_publish, task_revoked
+
+from pictify_tasks._guard import logged_not_raised
+from pictify_tasks._runtime import runtime_for
+from pictify_tasks.revoke.links import LINEAGE_HEADER, lineage_for_child, revoked_ids_from_request
+from pictify_tasks.revoke.listener import RevokeListener
+from pictify_tasks.tasks import TASKS, PictifyTask
+
+__all__ = ["CeleryIntegration", "install", "uninstall"]
+
+logger = logging.getLogger("pictify_tasks.integration")
+
+
+class CeleryIntegration:
+    """Which apps the package is installed on, and the hooks that serve them."""
+
+    def __init__(self) -> None:
+        self._apps: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._signals: list[tuple[Any, Callable[..., None]]] = [
+            (task_revoked, self._on_task_revoked),
+            (before_task_publish, self._on_before_task_publish),
+        ]
+
+    def install(self, app: Any) -> None:
+        """Register the package's tasks on ``app`` and connect its hooks.
+
+        Calling it again for the same app does nothing; :meth:`uninstall` undoes it.
+        """
+        with self._lock:
+            if app in self._apps:
+                return
+            for name, (function, validator, options) in TASKS.items():
+                base = type(
+                    f"{function.__name__}_base",
+                    (PictifyTask,),
+                    {"validator": staticmethod(validator)},
+                )
+                # shared=False: register on this app only, not on every app created.
+                # app.task() stays lazy on an app that is not finalized yet.
+                app.task(name=name, bind=True, base=base, shared=False, **options)(function)
+            app.steps["consumer"].add(RevokeListener)
+            if not self._apps:
+                self._connect()
+            self._apps.add(app)
+
+    def uninstall(self, app: Any) -> None:
+        """Unregister the package's tasks from ``app`` and disconnect its hooks."""
+        with self._lock:
+            if app not in self._apps:
+                return
+            for name in TASKS:
+                if name in app.tasks:
+                    app.tasks.unregister(name)
+            app.steps["consumer"].discard(RevokeListener)
+            self._apps.discard(app)
+            if not self._apps:
+                self._disconnect()
+
+    def installed(self, app: Any) -> bool:
+        return app in self._apps
+
+    def _connect(self) -> None:
+        for signal, handler in self._signals:
+            signal.connect(handler, weak=False, dispatch_uid=_uid(handler))
+
+    def _disconnect(self) -> None:
+        for signal, handler in self._signals:
+            signal.disconnect(handler, dispatch_uid=_uid(handler))
+
+    def _on_task_revoked(self, sender: Any = None, request: Any = None, **_: Any) -> None:
+        """``task_revoked``: a worker discarded, expired or terminated a task it held."""
+        with logged_not_raised(logger, "handling task_revoked"):
+            app = getattr(sender, "app", None)
+            if app is None or app not in self._apps or request is None:
+                return
+            runtime = runtime_for(app)
+            ids = revoked_ids_from_request(request, runtime.settings.revoke_scope)
+            runtime.fanout.in_background(runtime.fanout.cancel_ids, ids)
+
+    def _on_before_task_publish(self, headers: Any = None, **_: Any) -> None:
+        """Carry the publishing task's ancestry to the task it publishes (no I/O)."""
+        with logged_not_raised(logger, "adding the lineage header"):
+            task = current_task._get_current_object() if current_task else None
+            if task is None or task.app not in self._apps or not isinstance(headers, dict):
+                return
+            request = task.request
+            if not request.id or request.is_eager:
+                return  # not inside a running task
+            lineage = lineage_for_child(request, headers.get("id"))
+            if lineage:
+                headers[LINEAGE_HEADER] = lineage
+
+
+def _uid(handler: Callable[..., None]) -> str:
+    return f"pictify:{handler.__name__}"
+
+
+#: The one integration of this process.
+integration = CeleryIntegration()
+install = integration.install
+uninstall = integration.uninstall

@@ -1,0 +1,181 @@
+"""What the API answers, as values: parsed from either spelling of its bodies.
+
+The client turns HTTP into these; nothing here knows HTTP. Older responses
+spell counts ``totalCount``/``completedCount`` and ids ``id``; both are read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pictify_tasks.results import BatchProgress
+from pictify_tasks.statuses import FINISHED_STATUSES, TERMINAL_STATUSES
+
+__all__ = [
+    "BatchInfo",
+    "BatchStart",
+    "CancelResult",
+    "RateLimitInfo",
+    "batch_info_from",
+    "batch_start_from",
+    "cancel_outcome",
+    "first_str",
+    "rate_limit_from",
+]
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What a cancel request achieved.
+
+    ``outcome`` is ``"cancelled"`` (this cancel stopped the batch),
+    ``"already_finished"`` (it had finished, or an earlier cancel had stopped
+    it) or ``"not_found"`` (no such batch, or its results expired).
+    """
+
+    batch_id: str
+    status: str | None
+    outcome: str
+    message: str
+
+
+@dataclass(frozen=True)
+class BatchStart:
+    """The answer to starting a batch."""
+
+    batch_id: str
+    status: str
+    total_items: int | None
+    message: str
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """A batch's progress, from either spelling of the results body."""
+
+    batch_id: str
+    status: str
+    progress: float | None
+    total_items: int | None
+    completed_items: int | None
+    failed_items: int | None
+    results: list[Any] = field(default_factory=list)
+    errors: list[Any] = field(default_factory=list)
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def as_dict(self) -> BatchProgress:
+        """The fields a task result carries (not the per-item results and errors)."""
+        return BatchProgress(
+            batch_id=self.batch_id,
+            status=self.status,
+            progress=self.progress,
+            total_items=self.total_items,
+            completed_items=self.completed_items,
+            failed_items=self.failed_items,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+        )
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    """The ``X-RateLimit-*`` headers of the last response."""
+
+    limit: int | None
+    remaining: int | None
+    reset: int | None
+
+
+def cancel_outcome(status: str | None, message: str) -> str:
+    """A 200 means "cancelled now", unless the batch had already finished."""
+    if status in FINISHED_STATUSES:
+        return "already_finished"
+    if status == "cancelled" and "already" in message.lower():
+        return "already_finished"
+    return "cancelled"
+
+
+def batch_start_from(data: Mapping[str, Any]) -> BatchStart | None:
+    """The start answer, or ``None`` when the body names no batch."""
+    batch_id = first_str(data, "batchId", "id")
+    if batch_id is None:
+        return None
+    return BatchStart(
+        batch_id=batch_id,
+        status=first_str(data, "status") or "pending",
+        total_items=_int_or_none(_first(data, "totalItems", "totalCount")),
+        message=first_str(data, "message") or "",
+    )
+
+
+def batch_info_from(data: Mapping[str, Any], batch_id: str) -> BatchInfo:
+    """A results body as :class:`BatchInfo`; ``batch_id`` fills a missing id."""
+    results = data.get("results")
+    errors = data.get("errors")
+    return BatchInfo(
+        batch_id=first_str(data, "batchId", "id") or batch_id,
+        status=first_str(data, "status") or "unknown",
+        progress=_float_or_none(data.get("progress")),
+        total_items=_int_or_none(_first(data, "totalItems", "totalCount")),
+        completed_items=_int_or_none(_first(data, "completedItems", "completedCount")),
+        failed_items=_int_or_none(_first(data, "failedItems", "failedCount")),
+        results=list(results) if isinstance(results, list) else [],
+        errors=list(errors) if isinstance(errors, list) else [],
+        created_at=first_str(data, "createdAt"),
+        started_at=first_str(data, "startedAt"),
+        completed_at=first_str(data, "completedAt"),
+    )
+
+
+def rate_limit_from(headers: Mapping[str, str]) -> RateLimitInfo:
+    """The ``X-RateLimit-*`` headers (a case-insensitive mapping)."""
+    return RateLimitInfo(
+        limit=_int_or_none(headers.get("X-RateLimit-Limit")),
+        remaining=_int_or_none(headers.get("X-RateLimit-Remaining")),
+        reset=_int_or_none(headers.get("X-RateLimit-Reset")),
+    )
+
+
+def first_str(data: Mapping[str, Any], *names: str) -> str | None:
+    """The first of ``names`` whose value is a non-empty string."""
+    for name in names:
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _first(data: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        if data.get(name) is not None:
+            return data[name]
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
