@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -701,6 +702,87 @@ def test_inject_rejects_contradictions(emu: PictifyEmulator) -> None:
         emu.inject(body={"a": 1})
     with pytest.raises(ValueError):
         emu.inject(status=500, times=0)
+    with pytest.raises(ValueError):
+        emu.inject(trickle=1.0, drop=True)
+    with pytest.raises(TypeError):
+        emu.inject(status=200, body={"not JSON": {1, 2}})  # refused now, not as a 500 later
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ({}, "application/json"),
+        ([], "application/json"),
+        (["a", 1, None, {"b": []}], "application/json"),
+        (0, "application/json"),
+        ("x" * 1_000_000, "text/plain; charset=utf-8"),
+    ],
+)
+def test_fault_200_answers_any_body_without_cancelling(
+    emu: PictifyEmulator, body: Any, content_type: str
+) -> None:
+    batch_id = emu.create_batch()
+    fault = emu.inject(status=200, body=body, path_contains="/cancel")
+    response = cancel(emu, batch_id)
+    assert (response.status_code, response.headers["Content-Type"]) == (200, content_type)
+    if isinstance(body, str):
+        assert response.text == body
+    else:
+        assert response.json() == body
+    assert fault.hits == 1
+    snapshot = emu.batch(batch_id)
+    assert (snapshot["status"], snapshot["cancelRequests"]) == ("processing", 0)
+
+
+def test_fault_trickle_is_slow_as_a_whole_but_never_on_one_read(emu: PictifyEmulator) -> None:
+    batch_id = emu.create_batch()
+    fault = emu.inject(trickle=2.0, path_contains="/cancel")
+    started = time.monotonic()
+    response = cancel(emu, batch_id, timeout=0.5)  # each read gets a byte well within 0.5 s
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.json() == {
+        "batchId": batch_id,
+        "status": "cancelled",
+        "message": "Batch cancelled",
+    }
+    assert "X-RateLimit-Remaining" in response.headers  # handled normally, then trickled
+    assert fault.hits == 1
+    assert elapsed >= 1.8
+    assert emu.batch(batch_id)["status"] == "cancelled"
+
+
+def test_fault_trickle_ends_when_the_emulator_stops() -> None:
+    emulator = PictifyEmulator(items_per_second=0).start()
+    emulator.inject(trickle=120.0)
+    failures: list[Exception] = []
+
+    def client() -> None:
+        try:
+            call(emulator, "GET", "/x", timeout=5)
+        except requests.RequestException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    emulator.wait_for_requests(1, timeout=5)
+    emulator.stop()
+    thread.join(10)  # without the stop, the answer would take 120 s
+    assert not thread.is_alive()
+    assert len(failures) == 1
+
+
+def test_access_log_shows_method_path_status_and_time_but_no_key() -> None:
+    lines: list[str] = []
+    with PictifyEmulator(access_log=lines.append) as emulator:
+        call(emulator, "GET", "/templates/batch/b1/results?token=secret")
+        emulator.inject(drop=True)
+        with pytest.raises(requests.ConnectionError):
+            call(emulator, "POST", "/templates/batch/b1/cancel")
+    assert len(lines) == 2
+    assert re.fullmatch(r"GET /templates/batch/b1/results 404 \d+\.\d ms", lines[0])
+    assert re.fullmatch(r"POST /templates/batch/b1/cancel dropped \d+\.\d ms", lines[1])
+    assert not any("secret" in line or emulator.api_key in line for line in lines)
 
 
 # --------------------------------------------------------------------------- request log
@@ -765,43 +847,96 @@ def test_reset_forgets_state(emu: PictifyEmulator) -> None:
 # --------------------------------------------------------------------------- CLI
 
 
-def test_cli_serves_until_terminated() -> None:
+def _cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "pictify_tasks.testing.emulator",
-            "--port",
-            "0",
-            "--api-key",
-            "pk_test_cli",
-            "--items-per-second",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-    )
+    return env
+
+
+class _Cli:
+    """The emulator CLI as a subprocess: its URL from stdout, its stderr line by line."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "pictify_tasks.testing.emulator", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_cli_env(),
+            cwd=REPO_ROOT,
+        )
+        self.stderr_lines: queue.Queue[str] = queue.Queue()
+        self._stderr: list[str] = []
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        assert self.process.stdout is not None
+        self.first_line = self.process.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)", self.first_line)
+        assert match, f"unexpected first line {self.first_line!r}"
+        self.url = match.group(1)
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr.append(line)
+            self.stderr_lines.put(line)
+
+    def next_stderr_line(self, timeout: float = 10.0) -> str:
+        return self.stderr_lines.get(timeout=timeout)
+
+    def terminate(self) -> str:
+        """SIGTERM, then the exit code must be 0; returns all it wrote to stderr."""
+        self.process.terminate()
+        assert self.process.wait(timeout=10) == 0
+        self._reader.join(10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return "".join(self._stderr)
+
+
+def test_cli_serves_until_terminated() -> None:
+    cli = _Cli("--api-key", "pk_test_cli", "--items-per-second", "0")
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-        assert match, f"unexpected first line {line!r}"
-        assert "pk_test_" in line
+        assert "pk_test_" in cli.first_line
         response = requests.post(
-            match.group(1) + "/templates/t/batch-render",
+            cli.url + "/templates/t/batch-render?api_key=pk_test_cli",
             json={"variableSets": [{}]},
             headers={"Authorization": "Bearer pk_test_cli"},
             timeout=5,
         )
         assert response.status_code == 202
+        assert requests.get(cli.url + "/nowhere", timeout=5).status_code == 401
+        render_line, missing_line = cli.next_stderr_line(), cli.next_stderr_line()
     finally:
-        process.terminate()
-        _, errors = process.communicate(timeout=10)
-    assert process.returncode == 0
+        errors = cli.terminate()
+    assert re.fullmatch(r"POST /templates/t/batch-render 202 \d+\.\d ms\n", render_line)
+    assert re.fullmatch(r"GET /nowhere 401 \d+\.\d ms\n", missing_line)
+    assert "pk_test_cli" not in errors and "Bearer" not in errors, errors
     assert "Traceback" not in errors and "Warning" not in errors, errors
+
+
+def test_cli_quiet_logs_nothing() -> None:
+    cli = _Cli("--quiet")
+    try:
+        assert requests.get(cli.url + "/nowhere", timeout=5).status_code == 401
+    finally:
+        errors = cli.terminate()
+    # The line would have been written before the answer was sent.
+    assert errors == ""
+
+
+def test_cli_help_shows_every_default() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "pictify_tasks.testing.emulator", "--help"],
+        capture_output=True,
+        text=True,
+        env=_cli_env(),
+        cwd=REPO_ROOT,
+        timeout=30,
+    )
+    assert (shown.returncode, shown.stderr) == (0, "")  # no runpy warning either
+    text = " ".join(shown.stdout.split())
+    options = set(re.findall(r"--[a-z][a-z-]+", text)) - {"--help"}
+    assert {"--port", "--rate-limit", "--quiet"} <= options
+    assert text.count("(default: ") == len(options)
+    assert "(default: 8765)" in text and "(default: pk_test_emulator)" in text

@@ -1,0 +1,39 @@
+"""A local emulator of the Pictify batch endpoints, spoken to over real HTTP.
+
+The real API cannot be reached from where this project is built and tested, so
+the client, the tasks, the demo and their tests talk to this server instead.
+It keeps what matters for cancelling batches (bearer auth, per-key rate limits,
+idempotency keys, RFC 9457 problem details, batch progress) and adds what the
+real API cannot give a test: a request log to assert on and injected faults
+(error statuses, delays, dropped connections, lost responses, slow answers).
+
+Stdlib only; of ``pictify_tasks`` it imports only ``render_body`` (stdlib
+only too), the body rules it shares with the client, so it runs anywhere.
+Run it by hand with ``python -m pictify_tasks.testing.emulator --port 8765``.
+
+Inside: ``app`` (the :class:`PictifyEmulator` tests drive), ``middleware``
+(the request path, one class per concern), ``routes`` (the endpoints),
+``server`` (HTTP plumbing), and the state each concern keeps (``batches``,
+``faults``, ``ratelimit``, ``idempotency``, ``requestlog``).
+"""
+
+from pictify_tasks.testing.emulator.app import DEFAULT_API_KEY, PictifyEmulator
+from pictify_tasks.testing.emulator.batches import (
+    BATCH_STATUSES,
+    RUNNING_STATUSES,
+    TERMINAL_STATUSES,
+)
+from pictify_tasks.testing.emulator.cli import main
+from pictify_tasks.testing.emulator.faults import Fault
+from pictify_tasks.testing.emulator.requestlog import RecordedRequest
+
+__all__ = [
+    "BATCH_STATUSES",
+    "DEFAULT_API_KEY",
+    "RUNNING_STATUSES",
+    "TERMINAL_STATUSES",
+    "Fault",
+    "PictifyEmulator",
+    "RecordedRequest",
+    "main",
+]

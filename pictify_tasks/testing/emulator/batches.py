@@ -1,0 +1,239 @@
+"""Batches and their store; progress is a function of time, so nothing runs them."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+RUNNING_STATUSES: tuple[str, ...] = ("pending", "processing")
+TERMINAL_STATUSES: tuple[str, ...] = ("completed", "partial", "failed", "cancelled")
+BATCH_STATUSES: tuple[str, ...] = RUNNING_STATUSES + TERMINAL_STATUSES
+
+_CDN = "https://cdn.emulator.invalid"
+
+
+def _iso(timestamp: float | None) -> str | None:
+    """ISO-8601 UTC with milliseconds and a ``Z``, as JavaScript back ends write it."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Batch:
+    """One batch. Progress is derived from elapsed time when read, so no thread runs it."""
+
+    def __init__(
+        self,
+        batch_id: str,
+        template_uid: str,
+        total_items: int,
+        status: str,
+        rate: float,
+        image_format: str,
+    ) -> None:
+        now_mono, now_wall = time.monotonic(), time.time()
+        self.batch_id = batch_id
+        self.template_uid = template_uid
+        self.total_items = total_items
+        self.rate = rate
+        self.image_format = image_format
+        self.status = status
+        self.created_wall = now_wall
+        self.started_wall: float | None = None if status in ("pending", "cancelled") else now_wall
+        self.completed_wall: float | None = now_wall if status in TERMINAL_STATUSES else None
+        # Progress runs from an anchor: base_rendered items done at anchor time.
+        self.anchor_monotonic = now_mono
+        self.anchor_wall = now_wall
+        self.rendered = 0
+        self.failed = 0
+        if status == "completed":
+            self.rendered = total_items
+        elif status == "partial":
+            self.rendered = total_items // 2
+            self.failed = total_items - self.rendered
+        elif status == "failed":
+            self.failed = total_items
+        self.base_rendered = self.rendered
+        self.cancel_requests = 0
+        self.effective_cancels = 0
+
+    def settle(self, now: float) -> None:
+        """Bring the stored state up to ``now`` (time.monotonic())."""
+        if self.status in TERMINAL_STATUSES or self.rate <= 0:
+            return
+        done = int((now - self.anchor_monotonic) * self.rate)
+        rendered = min(self.total_items, self.base_rendered + max(0, done))
+        if rendered > self.base_rendered and self.status == "pending":
+            self.status = "processing"
+        if rendered > self.base_rendered and self.started_wall is None:
+            self.started_wall = self.anchor_wall + 1.0 / self.rate
+        self.rendered = rendered
+        if rendered >= self.total_items:
+            self.status = "completed"
+            self.completed_wall = (
+                self.anchor_wall + (self.total_items - self.base_rendered) / self.rate
+            )
+
+    def force(self, status: str) -> None:
+        """Set a status by hand; running statuses resume progress from here."""
+        now_mono, now_wall = time.monotonic(), time.time()
+        self.settle(now_mono)
+        self.status = status
+        if status in RUNNING_STATUSES:
+            self.failed = 0
+            self.completed_wall = None
+            self.anchor_monotonic, self.anchor_wall = now_mono, now_wall
+            self.base_rendered = self.rendered
+            if status == "processing" and self.started_wall is None:
+                self.started_wall = now_wall
+            self.settle(now_mono)
+            return
+        self.completed_wall = now_wall
+        if status == "completed":
+            self.rendered, self.failed = self.total_items, 0
+        elif status in ("partial", "failed"):
+            self.failed = self.total_items - self.rendered
+        else:
+            self.failed = 0
+        if status != "cancelled" and self.started_wall is None:
+            self.started_wall = now_wall
+
+    def cancel(self) -> str:
+        """Cancel if still running; returns ``cancelled``, ``already`` or ``finished``."""
+        now_mono, now_wall = time.monotonic(), time.time()
+        self.settle(now_mono)
+        self.cancel_requests += 1
+        if self.status == "cancelled":
+            return "already"
+        if self.status in TERMINAL_STATUSES:
+            return "finished"
+        self.status = "cancelled"
+        self.completed_wall = now_wall
+        self.effective_cancels += 1
+        return "cancelled"
+
+    def public(self) -> dict[str, Any]:
+        """The results-endpoint body (call :meth:`settle` first)."""
+        processed = self.rendered + self.failed
+        progress = 100 if self.total_items == 0 else processed * 100 // self.total_items
+        failed_from = self.total_items - self.failed
+        return {
+            "batchId": self.batch_id,
+            "status": self.status,
+            "progress": progress,
+            "totalItems": self.total_items,
+            "completedItems": self.rendered,
+            "failedItems": self.failed,
+            "results": [
+                {"index": i, "url": f"{_CDN}/{self.batch_id}/{i}.{self.image_format}"}
+                for i in range(self.rendered)
+            ],
+            "errors": [
+                {"index": i, "message": "Rendering failed (emulated)", "code": "render_failed"}
+                for i in range(failed_from, self.total_items)
+            ],
+            "createdAt": _iso(self.created_wall),
+            "startedAt": _iso(self.started_wall),
+            "completedAt": _iso(self.completed_wall),
+        }
+
+
+class BatchStore:
+    """All batches, behind one lock; every read settles progress first.
+
+    It also keeps the render rate new batches get unless told otherwise.
+    """
+
+    def __init__(self, items_per_second: float) -> None:
+        self._lock = threading.Lock()
+        self._batches: dict[str, Batch] = {}
+        self.items_per_second = items_per_second
+
+    @property
+    def items_per_second(self) -> float:
+        """Default render rate for batches created from now on (0: they never progress)."""
+        return self._items_per_second
+
+    @items_per_second.setter
+    def items_per_second(self, value: float) -> None:
+        self._items_per_second = _rate(value)
+
+    def create(
+        self,
+        template_uid: str,
+        total_items: int,
+        status: str = "pending",
+        image_format: str = "png",
+        items_per_second: float | None = None,
+    ) -> str:
+        """A new batch's id; ``items_per_second`` defaults to the store's rate."""
+        _check_status(status)
+        if total_items < 1:
+            raise ValueError("total_items must be >= 1")
+        rate = self._items_per_second if items_per_second is None else _rate(items_per_second)
+        batch_id = "batch_" + uuid.uuid4().hex[:24]
+        batch = Batch(batch_id, template_uid, total_items, status, rate, image_format)
+        with self._lock:
+            self._batches[batch_id] = batch
+        return batch_id
+
+    def _get(self, batch_id: str) -> Batch:
+        try:
+            return self._batches[batch_id]
+        except KeyError:
+            raise KeyError(f"unknown batch {batch_id!r}") from None
+
+    def public(self, batch_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return None
+            batch.settle(time.monotonic())
+            return batch.public()
+
+    def snapshot(self, batch_id: str) -> dict[str, Any]:
+        with self._lock:
+            batch = self._get(batch_id)
+            batch.settle(time.monotonic())
+            data = batch.public()
+            data["cancelRequests"] = batch.cancel_requests
+            data["effectiveCancels"] = batch.effective_cancels
+            return data
+
+    def force(self, batch_id: str, status: str) -> None:
+        """Set a batch's status by hand (``KeyError`` for an unknown batch)."""
+        _check_status(status)
+        with self._lock:
+            self._get(batch_id).force(status)
+
+    def cancel(self, batch_id: str) -> tuple[str, str] | None:
+        """``(outcome, status after)`` or ``None`` for an unknown batch."""
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return None
+            outcome = batch.cancel()
+            return outcome, batch.status
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._batches)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._batches.clear()
+
+
+def _check_status(status: str) -> None:
+    if status not in BATCH_STATUSES:
+        raise ValueError(f"status must be one of {BATCH_STATUSES}, got {status!r}")
+
+
+def _rate(value: float) -> float:
+    if value < 0:
+        raise ValueError("items_per_second must be >= 0")
+    return float(value)
