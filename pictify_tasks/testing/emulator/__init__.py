@@ -17,12 +17,8 @@ Inside: ``app`` (the :class:`PictifyEmulator` tests drive), ``middleware``
 ``faults``, ``ratelimit``, ``idempotency``, ``requestlog``).
 """
 
+from pictify_tasks.statuses import BATCH_STATUSES, RUNNING_STATUSES, TERMINAL_STATUSES
 from pictify_tasks.testing.emulator.app import DEFAULT_API_KEY, PictifyEmulator
-from pictify_tasks.testing.emulator.batches import (
-    BATCH_STATUSES,
-    RUNNING_STATUSES,
-    TERMINAL_STATUSES,
-)
 from pictify_tasks.testing.emulator.cli import main
 from pictify_tasks.testing.emulator.faults import Fault
 from pictify_tasks.testing.emulator.requestlog import RecordedRequest

@@ -8,9 +8,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-RUNNING_STATUSES: tuple[str, ...] = ("pending", "processing")
-TERMINAL_STATUSES: tuple[str, ...] = ("completed", "partial", "failed", "cancelled")
-BATCH_STATUSES: tuple[str, ...] = RUNNING_STATUSES + TERMINAL_STATUSES
+from pictify_tasks.statuses import BATCH_STATUSES, RUNNING_STATUSES, TERMINAL_STATUSES
 
 _CDN = "https://cdn.emulator.invalid"
 
