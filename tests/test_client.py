@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import typing
 from collections.abc import Iterator
 
 import pytest
 
+import pictify_tasks
 from pictify_tasks import (
     AuthenticationError,
     BatchNotFoundError,
@@ -76,6 +78,14 @@ def test_get_batch_reads_progress(client: PictifyClient, emulator: PictifyEmulat
     info = client.get_batch(batch_id)
     assert info.batch_id == batch_id and info.status == "completed" and info.is_terminal
     assert (info.total_items, info.completed_items) == (4, 4)
+    # What wait_for_batch returns, pinned to the fields BatchProgress declares.
+    progress = info.as_dict()
+    assert set(progress) == set(typing.get_type_hints(pictify_tasks.BatchProgress))
+    assert (progress["status"], progress["failed_items"], progress["progress"]) == (
+        "completed",
+        0,
+        100,
+    )
     with pytest.raises(BatchNotFoundError):
         client.get_batch("batch_nope")
 

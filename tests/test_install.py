@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Iterator
 
@@ -112,7 +113,15 @@ def test_eager_cancel_works_end_to_end(app: Celery) -> None:
         pictify_tasks.install(app)
         batch_id = emulator.create_batch()
         result = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
-        assert result["outcome"] == "cancelled"
+        # The public result, pinned: exactly the fields CancelBatchResult declares.
+        assert result == {
+            "batch_id": batch_id,
+            "status": "cancelled",
+            "outcome": "cancelled",
+            "attempts": 1,
+            "message": "Batch cancelled",
+        }
+        assert set(result) == set(typing.get_type_hints(pictify_tasks.CancelBatchResult))
         again = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
         assert again == result
         assert len(emulator.cancel_requests(batch_id)) == 1
