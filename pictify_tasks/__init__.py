@@ -17,6 +17,7 @@ from pictify_tasks.errors import (
     AuthenticationError,
     BatchConflictError,
     BatchNotFoundError,
+    CancelNotConfirmedError,
     ImproperlyConfigured,
     InvalidBatchIdError,
     InvalidRequestError,
@@ -25,6 +26,7 @@ from pictify_tasks.errors import (
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    UnexpectedResponseError,
 )
 from pictify_tasks.integration import install, uninstall
 from pictify_tasks.names import CANCEL_BATCH, START_BATCH, WAIT_FOR_BATCH
@@ -63,6 +65,7 @@ __all__ = [
     "BatchProgress",
     "BatchStart",
     "CancelBatchResult",
+    "CancelNotConfirmedError",
     "CancelResult",
     "ImproperlyConfigured",
     "InvalidBatchIdError",
@@ -76,6 +79,7 @@ __all__ = [
     "RetryPolicy",
     "Scope",
     "ServerError",
+    "UnexpectedResponseError",
     "__version__",
     "cancel_batch",
     "cancel_workflow",

@@ -1,25 +1,33 @@
 """``PictifyClient``: the three batch endpoints over one reused ``requests.Session``.
 
 The client knows HTTP and the API's shapes, nothing about Celery. The API key
-lives only in the session's headers; every message the client builds is
-passed through :meth:`PictifyClient._redact` so a key never leaks into an
-error or a log, whatever a proxy or the API echoes back.
+lives only in the session's headers. Every text the client builds, and every
+answer it keeps, passes through one :class:`~pictify_tasks.redaction.Redactor`
+before the API's part of it is cut to 300 characters, so a key never leaks
+into an error, a result or a log, whatever a proxy, the API or ``requests``
+echoes back. Answers that are not the API's own (an HTML 404, a non-JSON 200)
+never become final facts such as ``not_found``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from dataclasses import replace
+from typing import Any
 
 import requests
 
 from pictify_tasks import __version__
 from pictify_tasks.errors import (
+    CancelNotConfirmedError,
     ImproperlyConfigured,
+    InvalidBatchIdError,
     InvalidRequestError,
     PictifyConnectionError,
     PictifyError,
+    UnexpectedResponseError,
     error_from_response,
+    json_object,
     problem_fields,
 )
 from pictify_tasks.ids import idempotency_key_for, path_segment, validate_id
@@ -34,12 +42,20 @@ from pictify_tasks.models import (
     first_str,
     rate_limit_from,
 )
+from pictify_tasks.redaction import Redactor, clip, mask_secret
 from pictify_tasks.render_body import PYTHON_NAMES, build_render_body, render_body_errors
-from pictify_tasks.settings import DEFAULT_BASE_URL, mask_secret
+from pictify_tasks.settings import DEFAULT_BASE_URL, clean_api_key
+from pictify_tasks.transport import (
+    MAX_BODY,
+    Answer,
+    BodyTooLarge,
+    CallTimedOut,
+    Timeout,
+    new_session,
+    send,
+)
 
 __all__ = ["BatchInfo", "BatchStart", "CancelResult", "PictifyClient", "RateLimitInfo"]
-
-Timeout = Union[float, tuple[float, float]]
 
 
 class PictifyClient:
@@ -47,6 +63,10 @@ class PictifyClient:
 
     One ``requests.Session`` per client, reused for every request (keep-alive).
     Create one client per process: sessions are not meant to cross a fork.
+    ``timeout`` bounds each whole call (connect, send, every read). A session
+    passed in keeps its own adapters: mount a
+    :class:`~pictify_tasks.transport.DeadlineAdapter` on it, or a slow read
+    is only cut by ``requests``' own per-read timeout.
     """
 
     def __init__(
@@ -57,13 +77,15 @@ class PictifyClient:
         timeout: Timeout = 10.0,
         session: requests.Session | None = None,
     ) -> None:
-        if not isinstance(api_key, str) or not api_key.strip():
+        api_key = clean_api_key(api_key, name="PictifyClient's api_key")
+        if not api_key:
             raise ImproperlyConfigured("PictifyClient needs a non-empty API key")
         self._api_key = api_key
+        self._redact = Redactor(api_key)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.last_rate_limit: RateLimitInfo | None = None
-        self._session = session or requests.Session()
+        self._session = session or new_session()
         self._session.headers.update(
             {
                 "Authorization": f"Bearer {api_key}",
@@ -87,42 +109,60 @@ class PictifyClient:
     # -- endpoints -----------------------------------------------------------
 
     def cancel_batch(self, batch_id: str, *, idempotency_key: str | None = None) -> CancelResult:
-        """Cancel a batch; 200, 409 and 404 are answers, anything else raises.
+        """Cancel a batch; the API's 200, 409 and 404 are answers, anything else raises.
 
         Every call for one batch carries the same ``Idempotency-Key`` unless
         one is given, so retries and duplicates are one request to the API.
+        A 200 must say ``cancelled`` or a finished status; a still-running,
+        missing or unknown status raises :class:`CancelNotConfirmedError`.
         """
         batch_id = validate_id(batch_id)
         key = idempotency_key or idempotency_key_for("cancel", batch_id)
         what = f"cancel of batch {batch_id}"
-        response = self._request(
+        answer = self._request(
             "POST",
             f"/templates/batch/{path_segment(batch_id)}/cancel",
             what=what,
             headers={"Idempotency-Key": key},
         )
-        if response.status_code == 409:
-            body = _json_object(response)
-            status = first_str(body, "batchStatus", "state")
-            return CancelResult(batch_id, status, "already_finished", self._message(body, response))
-        if response.status_code == 404:
-            body = _json_object(response)
-            return CancelResult(batch_id, None, "not_found", self._message(body, response))
-        self._raise_for_status(response, what)
-        body = self._success_body(response, what)
+        body = self._json_object(answer)
+        if answer.status == 409:
+            status = first_str(body or {}, "batchStatus", "state")
+            return CancelResult(
+                batch_id,
+                self._text(status) if status else None,
+                "already_finished",
+                self._message(body, answer),
+            )
+        if answer.status == 404 and body is not None:
+            return CancelResult(batch_id, None, "not_found", self._message(body, answer))
+        if answer.status >= 300 or body is None:
+            raise self._error(answer, what)
         status = first_str(body, "status")
-        message = self._redact(first_str(body, "message") or "")
-        return CancelResult(batch_id, status, cancel_outcome(status, message), message)
+        message = self._text(first_str(body, "message") or "")
+        outcome = cancel_outcome(status, message)
+        if outcome is None:
+            raw = body.get("status")
+            seen = "no status" if raw is None else f"status {raw!r}"
+            raise self._fail(
+                CancelNotConfirmedError(
+                    f"{what}: HTTP {answer.status} does not confirm it: the answer gives "
+                    f"{clip(self._redact(seen), 120)}, neither cancelled nor finished; "
+                    "look again later",
+                    status=answer.status,
+                )
+            )
+        return CancelResult(batch_id, status, outcome, message)
 
     def get_batch(self, batch_id: str) -> BatchInfo:
         """A batch's progress (``GET /templates/batch/{id}/results``)."""
         batch_id = validate_id(batch_id)
         what = f"status of batch {batch_id}"
-        response = self._request(
+        answer = self._request(
             "GET", f"/templates/batch/{path_segment(batch_id)}/results", what=what
         )
-        self._raise_for_status(response, what)
-        return batch_info_from(self._success_body(response, what), batch_id)
+        self._raise_for_status(answer, what)
+        return batch_info_from(self._success_body(answer, what), batch_id)
 
     def start_batch(
         self,
@@ -154,18 +194,28 @@ class PictifyClient:
         )
         what = f"batch render of template {template_uid}"
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        response = self._request(
+        answer = self._request(
             "POST",
             f"/templates/{path_segment(template_uid)}/batch-render",
             what=what,
             headers=headers,
             json_body=body,
         )
-        self._raise_for_status(response, what)
-        start = batch_start_from(self._success_body(response, what))
+        self._raise_for_status(answer, what)
+        start = batch_start_from(self._success_body(answer, what))
         if start is None:
-            raise PictifyError(f"{what}: the response has no batchId", status=response.status_code)
-        return start
+            raise self._fail(
+                PictifyError(f"{what}: the answer has no batchId", status=answer.status)
+            )
+        try:
+            validate_id(start.batch_id)
+        except InvalidBatchIdError:
+            raise self._fail(
+                PictifyError(
+                    f"{what}: the answer's batchId is not a usable id", status=answer.status
+                )
+            ) from None
+        return replace(start, message=self._text(start.message))
 
     # -- plumbing --------------------------------------------------------------
 
@@ -177,59 +227,78 @@ class PictifyClient:
         what: str,
         headers: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
-    ) -> requests.Response:
+    ) -> Answer:
         try:
-            response = self._session.request(
+            answer = send(
+                self._session,
                 method,
                 self.base_url + path,
-                headers=dict(headers or {}),
-                json=json_body,
+                headers=headers or {},
+                json_body=json_body,
                 timeout=self.timeout,
-                allow_redirects=False,
             )
-        except requests.Timeout as exc:
-            raise PictifyConnectionError(
-                self._redact(f"{what} timed out (outcome unknown): {exc}")
+        except CallTimedOut as exc:
+            raise self._fail(
+                PictifyConnectionError(f"{what} timed out: {exc} (outcome unknown)")
+            ) from None
+        except BodyTooLarge as exc:
+            raise self._fail(
+                UnexpectedResponseError(
+                    f"{what}: HTTP {exc.status} with a body over {MAX_BODY // (1024 * 1024)} MiB; "
+                    "reading stopped there (outcome unknown)",
+                    status=exc.status,
+                )
             ) from None
         except requests.RequestException as exc:
-            raise PictifyConnectionError(
-                self._redact(f"{what} failed to connect (outcome unknown): {exc}")
+            happened = "timed out" if isinstance(exc, requests.Timeout) else "failed to connect"
+            raise self._fail(
+                PictifyConnectionError(
+                    f"{what} {happened} (outcome unknown): {self._text(str(exc))}"
+                )
             ) from None
-        self.last_rate_limit = rate_limit_from(response.headers)
-        return response
+        self.last_rate_limit = rate_limit_from(answer.headers)
+        return answer
 
-    def _raise_for_status(self, response: requests.Response, what: str) -> None:
-        if response.status_code < 300:
-            return
-        error = error_from_response(
-            response.status_code, response.content, response.headers, what=what
+    def _raise_for_status(self, answer: Answer, what: str) -> None:
+        if answer.status >= 300:
+            raise self._error(answer, what)
+
+    def _success_body(self, answer: Answer, what: str) -> Mapping[str, Any]:
+        """The JSON object of a 2xx; anything else is not an answer the client can read."""
+        body = self._json_object(answer)
+        if body is None:
+            raise self._error(answer, what)
+        return body
+
+    def _error(self, answer: Answer, what: str) -> PictifyError:
+        return self._fail(
+            error_from_response(
+                answer.status,
+                answer.content,
+                answer.headers,
+                what=what,
+                redact=self._redact,
+                base_url=self.base_url,
+            )
         )
+
+    def _json_object(self, answer: Answer) -> dict[str, Any] | None:
+        return json_object(answer.content, self._redact)
+
+    def _message(self, body: Mapping[str, Any] | None, answer: Answer) -> str:
+        """The text of an answer that is not an error (404, 409), redacted and cut."""
+        text, _ = problem_fields(body or {})
+        return self._text(text or answer.reason or f"HTTP {answer.status}")
+
+    def _text(self, text: str) -> str:
+        """Something the API wrote, made safe to keep: the key hidden, then cut."""
+        return clip(self._redact(text))
+
+    def _fail(self, error: PictifyError) -> PictifyError:
+        """``error`` with its message redacted: every error the client raises goes through here."""
         error.message = self._redact(error.message)
         error.args = (error.message,)
-        raise error
-
-    def _success_body(self, response: requests.Response, what: str) -> Mapping[str, Any]:
-        try:
-            data = response.json()
-        except ValueError:
-            raise PictifyError(
-                f"{what}: HTTP {response.status_code} with a body that is not JSON",
-                status=response.status_code,
-            ) from None
-        if not isinstance(data, Mapping):
-            raise PictifyError(
-                f"{what}: HTTP {response.status_code} with a JSON body that is not an object",
-                status=response.status_code,
-            )
-        return data
-
-    def _message(self, body: Mapping[str, Any], response: requests.Response) -> str:
-        """The text of an answer that is not an error (404, 409), redacted."""
-        text, _ = problem_fields(body)
-        return self._redact(text or response.reason or f"HTTP {response.status_code}")
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, mask_secret(self._api_key))
+        return error
 
 
 def batch_render_body(variable_sets: Sequence[Mapping[str, Any]], **options: Any) -> dict[str, Any]:
@@ -246,11 +315,3 @@ def batch_render_body(variable_sets: Sequence[Mapping[str, Any]], **options: Any
             body={"errors": [error.as_dict() for error in errors]},
         )
     return body
-
-
-def _json_object(response: requests.Response) -> Mapping[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, Mapping) else {}

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
+import re
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
+
+from pictify_tasks.redaction import clip
 
 __all__ = [
     "AuthenticationError",
     "BatchConflictError",
     "BatchNotFoundError",
+    "CancelNotConfirmedError",
     "ImproperlyConfigured",
     "InvalidBatchIdError",
     "InvalidRequestError",
@@ -25,10 +30,22 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "ServerError",
+    "UnexpectedResponseError",
+    "describe_body",
     "error_from_response",
+    "json_object",
     "parse_retry_after",
     "problem_fields",
+    "rate_limit_reset_wait",
 ]
+
+#: An error keeps the API's body when its JSON is at most this long.
+MAX_KEPT_BODY = 4096
+_PROBLEM_NAMES = frozenset({"type", "title", "status", "detail", "code", "message", "error"})
+#: How a text is cleaned of the key (``str`` leaves it as it is).
+Redact = Callable[[str], str]
+#: Seconds as the RFC writes them (digits), with an optional fraction; no sign, no exponent.
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 class PictifyError(Exception):
@@ -109,31 +126,80 @@ class PictifyConnectionError(PictifyError):
     retryable = True
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP date)."""
-    if value is None:
+class UnexpectedResponseError(PictifyError):
+    """An answer that is not the API's own: an HTML 404, a non-JSON 200, a body over 1 MiB.
+
+    Retryable: it is most often a proxy during a deploy, the request is
+    idempotent, and the cancel's time budget bounds the retries. Its message
+    says what came back and that the base URL may be wrong.
+    """
+
+    retryable = True
+
+
+class CancelNotConfirmedError(PictifyError):
+    """A 200 to a cancel whose status is not ``cancelled`` nor finished: look again later."""
+
+    retryable = True
+
+
+def parse_retry_after(value: object, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header or a body's ``retryAfter``.
+
+    One reading for both places, in the spirit of urllib3's ``Retry``: a JSON
+    number, decimal seconds (``"2"``, ``"1.5"``) or an HTTP date. Anything
+    else (``inf``, NaN, a negative number, a bool, text) is garbage and gives
+    ``None``, never a wait: a broken value must not stall a cancel or raise
+    ``OverflowError`` later. No cap here; the retry policy caps the wait.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return _finite_seconds(value)
+    if not isinstance(value, str):
         return None
     text = value.strip()
-    if not text:
-        return None
+    seconds = _decimal(text)
+    if seconds is not None:
+        return seconds
     try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        current = time.time() if now is None else now
-        return max(0.0, when.timestamp() - current)
-    if seconds != seconds or seconds < 0:  # NaN or negative
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return seconds
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return _finite_seconds(max(0.0, when.timestamp() - current))
 
 
-def problem_fields(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(message, code) from a problem details body or the older shapes."""
+def rate_limit_reset_wait(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds until ``X-RateLimit-Reset`` (Unix seconds) passes, or ``None`` for junk."""
+    reset = _decimal((value or "").strip())
+    if reset is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, reset - current)
+
+
+def _decimal(text: str) -> float | None:
+    """Decimal seconds (digits, maybe a fraction) as a finite float; ``None`` otherwise."""
+    return _finite_seconds(float(text)) if _DECIMAL.fullmatch(text) else None
+
+
+def _finite_seconds(number: float) -> float | None:
+    try:
+        seconds = float(number)
+    except OverflowError:  # an int too large for a float
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def problem_fields(body: Mapping[str, Any], *, depth: int = 0) -> tuple[str | None, str | None]:
+    """(message, code) from a problem details body or the older shapes.
+
+    Only strings and numbers are read, and a nested ``error`` only a few
+    levels down, so that a hostile body cannot make this recurse or grow.
+    """
     code = body.get("code")
     detail = body.get("detail")
     title = body.get("title")
@@ -148,45 +214,68 @@ def problem_fields(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
         text = message
     elif isinstance(error, str) and error:
         text = error
-    elif isinstance(error, Mapping):
-        inner_text, inner_code = problem_fields(error)
+    elif isinstance(error, Mapping) and depth < 3:
+        inner_text, inner_code = problem_fields(error, depth=depth + 1)
         text = inner_text
         code = code or inner_code
     field_errors = body.get("errors")
     if isinstance(field_errors, list) and field_errors:
         parts = []
-        for item in field_errors:
+        for item in field_errors[:20]:
             if isinstance(item, Mapping):
-                field = item.get("field")
-                msg = item.get("message")
-                parts.append(f"{field}: {msg}" if field else str(msg))
+                field = _scalar_text(item.get("field"))
+                msg = _scalar_text(item.get("message"))
+                parts.append(f"{field}: {msg}" if field else msg)
         if parts:
             text = f"{text or 'Invalid request'} ({'; '.join(parts)})"
-    return text, (str(code) if code is not None else None)
+    return text, (_scalar_text(code) if code is not None else None)
 
 
-def _parse_body(content: bytes, content_type: str) -> tuple[Mapping[str, Any], str | None]:
-    """The JSON object of a body, or an excerpt of a non-JSON one."""
+def _scalar_text(value: Any) -> str:
+    """A string or number as short text; anything else by its kind only."""
+    if isinstance(value, (str, int, float)):
+        return clip(str(value), 100)
+    return "" if value is None else f"<{type(value).__name__}>"
+
+
+def json_object(content: bytes, redact: Redact = str) -> dict[str, Any] | None:
+    """The body as a JSON object with the key redacted, or ``None`` when it is not one.
+
+    Only a JSON object can be an answer of the API's own; anything else (HTML,
+    text, a list, nothing) came from something in between. ``redact`` is applied
+    to the re-encoded object, so every string in it, however escaped, is clean.
+    """
     if not content:
-        return {}, None
+        return None
     try:
-        data = json.loads(content.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        kind = "HTML" if "html" in content_type.lower() else "non-JSON"
-        snippet = " ".join(content.decode("utf-8", "replace").split())[:120]
-        return {}, f"{kind} body: {snippet!r}"
-    if isinstance(data, Mapping):
-        return data, None
-    return {}, f"unexpected JSON body: {str(data)[:120]!r}"
+        data = json.loads(content)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+        return None
+    if not isinstance(data, dict):
+        return None
+    if redact is str:
+        return data
+    try:
+        cleaned = json.loads(redact(json.dumps(data, ensure_ascii=False)))
+    except (ValueError, RecursionError):
+        return {}
+    return cleaned if isinstance(cleaned, dict) else {}
 
 
-def _body_retry_after(body: Mapping[str, Any]) -> float | None:
-    value = body.get("retryAfter")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str):
-        return parse_retry_after(value)
-    return None
+def describe_body(content: bytes, content_type: str, redact: Redact = str) -> str:
+    """What came back, for a message: its kind, content type and a short excerpt."""
+    if not content:
+        return "empty body"
+    shown_type = clip(redact(content_type), 80) or "no Content-Type"
+    try:
+        data = json.loads(content)
+    except (ValueError, RecursionError):
+        kind = "HTML body" if "html" in content_type.lower() else "non-JSON body"
+    else:
+        kind = "JSON body that is not an object" if not isinstance(data, dict) else "JSON body"
+    # Redacted whole before anything is cut, so no piece of a key can remain.
+    text = redact(content.decode("utf-8", "replace"))
+    return f"{kind} ({shown_type}): {clip(' '.join(text[:4096].split()), 120)!r}"
 
 
 def error_from_response(
@@ -195,26 +284,49 @@ def error_from_response(
     headers: Mapping[str, str],
     *,
     what: str,
+    redact: Redact = str,
+    base_url: str | None = None,
+    now: float | None = None,
 ) -> PictifyError:
-    """Map an error response to the error that says what to do about it.
+    """Map an answer that is not a usable success to the error that says what to do about it.
 
+    Only a JSON object is the API's own answer: a 404 or a 2xx without one
+    (HTML, text, a list, nothing) is an :class:`UnexpectedResponseError`
+    that says what came back and that the base URL may be wrong.
     ``what`` names the request ("cancel of batch b_1") for the message.
     ``headers`` must be case-insensitive (``requests`` gives such a mapping).
+    ``redact`` hides the key in everything taken from the answer, before the
+    API's text is cut to :data:`~pictify_tasks.redaction.MAX_API_TEXT`.
     """
     content_type = headers.get("Content-Type", "") or ""
-    body, raw_note = _parse_body(content, content_type)
-    text, code = problem_fields(body)
+    body = json_object(content, redact)
+    if body is None and (status == 404 or status < 300):
+        # Only the API's own 404 means "no such batch", a fact kept for days.
+        where = f" ({clip(redact(base_url), 120)})" if base_url else ""
+        return UnexpectedResponseError(
+            f"{what}: HTTP {status} with {describe_body(content, content_type, redact)}: "
+            "not an answer of the Pictify API; a proxy may be in the way, or the base "
+            f"URL{where} may be wrong (outcome unknown)",
+            status=status,
+        )
+    text, code = problem_fields(body or {})
     if text is None:
-        text = raw_note or ("empty body" if not content else "no message")
-    message = f"{what} failed: HTTP {status}: {text}"
-    retry_after = parse_retry_after(headers.get("Retry-After"))
-    if retry_after is None:
-        retry_after = _body_retry_after(body)
-    fields: dict[str, Any] = {"status": status, "code": code, "body": body}
+        text = "no message" if body is not None else describe_body(content, content_type, redact)
+    message = f"{what} failed: HTTP {status}: {clip(text)}"
+    retry_after = parse_retry_after(headers.get("Retry-After"), now=now)
+    if retry_after is None and body is not None:
+        retry_after = parse_retry_after(body.get("retryAfter"), now=now)
+    fields: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "body": _kept_body(body or {}),
+    }
 
     if status == 429 and code == "quota_exceeded":
         return QuotaExceededError(message, **fields)
     if status == 429:
+        if retry_after is None:
+            retry_after = rate_limit_reset_wait(headers.get("X-RateLimit-Reset"), now=now)
         return RateLimitError(message, retry_after=retry_after, **fields)
     if status == 402:
         return QuotaExceededError(message, **fields)
@@ -229,3 +341,18 @@ def error_from_response(
     if 400 <= status < 500:
         return InvalidRequestError(message, **fields)
     return PictifyError(message, **fields)
+
+
+def _kept_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body an error keeps: whole when small, else only its short problem fields."""
+    try:
+        size = len(json.dumps(body))
+    except (TypeError, ValueError, RecursionError):
+        size = MAX_KEPT_BODY + 1
+    if size <= MAX_KEPT_BODY:
+        return dict(body)
+    return {
+        name: clip(value) if isinstance(value, str) else value
+        for name, value in body.items()
+        if name in _PROBLEM_NAMES and isinstance(value, (str, int, float))
+    }

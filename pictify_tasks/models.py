@@ -2,6 +2,8 @@
 
 The client turns HTTP into these; nothing here knows HTTP. Older responses
 spell counts ``totalCount``/``completedCount`` and ids ``id``; both are read.
+Texts are cut to 300 characters: an answer's size is the API's choice, what
+this package keeps (results, the ledger) must not be.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pictify_tasks.redaction import clip
 from pictify_tasks.results import BatchProgress
 from pictify_tasks.statuses import FINISHED_STATUSES, TERMINAL_STATUSES
 
@@ -96,13 +99,19 @@ class RateLimitInfo:
     reset: int | None
 
 
-def cancel_outcome(status: str | None, message: str) -> str:
-    """A 200 means "cancelled now", unless the batch had already finished."""
+def cancel_outcome(status: str | None, message: str) -> str | None:
+    """What a 200 to a cancel says, or ``None`` when it does not confirm the cancel.
+
+    ``cancelled`` is "cancelled now" unless the message says it already was;
+    a finished status means there was nothing left to stop. A running status
+    (the API has not stopped it yet), no status or an unknown one confirms
+    nothing: the caller looks again later rather than record a cancel.
+    """
+    if status == "cancelled":
+        return "already_finished" if "already" in message.lower() else "cancelled"
     if status in FINISHED_STATUSES:
         return "already_finished"
-    if status == "cancelled" and "already" in message.lower():
-        return "already_finished"
-    return "cancelled"
+    return None
 
 
 def batch_start_from(data: Mapping[str, Any]) -> BatchStart | None:
@@ -112,9 +121,9 @@ def batch_start_from(data: Mapping[str, Any]) -> BatchStart | None:
         return None
     return BatchStart(
         batch_id=batch_id,
-        status=first_str(data, "status") or "pending",
+        status=_short(data, "status") or "pending",
         total_items=_int_or_none(_first(data, "totalItems", "totalCount")),
-        message=first_str(data, "message") or "",
+        message=_short(data, "message") or "",
     )
 
 
@@ -123,17 +132,17 @@ def batch_info_from(data: Mapping[str, Any], batch_id: str) -> BatchInfo:
     results = data.get("results")
     errors = data.get("errors")
     return BatchInfo(
-        batch_id=first_str(data, "batchId", "id") or batch_id,
-        status=first_str(data, "status") or "unknown",
+        batch_id=_short(data, "batchId", "id") or batch_id,
+        status=_short(data, "status") or "unknown",
         progress=_float_or_none(data.get("progress")),
         total_items=_int_or_none(_first(data, "totalItems", "totalCount")),
         completed_items=_int_or_none(_first(data, "completedItems", "completedCount")),
         failed_items=_int_or_none(_first(data, "failedItems", "failedCount")),
         results=list(results) if isinstance(results, list) else [],
         errors=list(errors) if isinstance(errors, list) else [],
-        created_at=first_str(data, "createdAt"),
-        started_at=first_str(data, "startedAt"),
-        completed_at=first_str(data, "completedAt"),
+        created_at=_short(data, "createdAt"),
+        started_at=_short(data, "startedAt"),
+        completed_at=_short(data, "completedAt"),
     )
 
 
@@ -153,6 +162,12 @@ def first_str(data: Mapping[str, Any], *names: str) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def _short(data: Mapping[str, Any], *names: str) -> str | None:
+    """:func:`first_str`, cut to the length this package keeps of any API text."""
+    value = first_str(data, *names)
+    return clip(value) if value is not None else None
 
 
 def _first(data: Mapping[str, Any], *names: str) -> Any:

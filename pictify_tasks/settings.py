@@ -8,13 +8,16 @@ frozen :class:`PictifySettings`, so the rest of the package never parses.
 
 from __future__ import annotations
 
+import math
 import os
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from pictify_tasks.errors import ImproperlyConfigured
+from pictify_tasks.redaction import mask_secret
 from pictify_tasks.revoke.links import Scope
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "MEMORY_STATE_URL",
     "REDIS_SCHEMES",
     "PictifySettings",
+    "clean_api_key",
     "mask_secret",
 ]
 
@@ -34,14 +38,42 @@ SEVEN_DAYS = 7 * 24 * 3600
 T = TypeVar("T")
 
 
-def mask_secret(secret: str | None) -> str:
-    """Show which kind of key is set (``pk_live_***``) without showing the key."""
-    if not secret:
-        return "<not set>"
-    for prefix in ("pk_live_", "pk_test_"):
-        if secret.startswith(prefix):
-            return prefix + "***"
-    return "***"
+def clean_api_key(key: str, *, name: str) -> str:
+    """The key without surrounding whitespace; refused if anything odd is left inside.
+
+    A key read from a mounted secret file often ends in a newline, and
+    ``requests`` refuses such a header with an error that quotes the whole
+    value. Only printable ASCII without spaces is accepted: the message names
+    the position and kind of the first odd character, never the key.
+    """
+    if not isinstance(key, str):
+        raise ImproperlyConfigured(f"{name} must be a string")
+    stripped = key.strip()
+    for position, char in enumerate(stripped):
+        kind = _odd_character(char)
+        if kind is not None:
+            raise ImproperlyConfigured(
+                f"{name} contains {kind} at position {position} (counting from 0) of its "
+                f"{len(stripped)} characters; an API key is printable ASCII without spaces "
+                "(the key itself is not shown)"
+            )
+    return stripped
+
+
+_CONTROL_NAMES = {"\n": "line feed", "\r": "carriage return", "\t": "tab", "\x00": "NUL"}
+
+
+def _odd_character(char: str) -> str | None:
+    """What is wrong with one character of a key, or ``None`` when it is fine."""
+    code = ord(char)
+    if 0x21 <= code <= 0x7E:
+        return None
+    if unicodedata.category(char) == "Cc":
+        named = f" {_CONTROL_NAMES[char]}" if char in _CONTROL_NAMES else ""
+        return f"a control character (U+{code:04X}{named})"
+    if code > 0x7E:
+        return f"a non-ASCII character (U+{code:04X})"
+    return "whitespace (U+0020, a space)"
 
 
 @dataclass(frozen=True)
@@ -52,26 +84,44 @@ class PictifySettings:
     base_url: str = DEFAULT_BASE_URL
     timeout: float = 10.0
     state_url: str | None = None
-    cancel_max_attempts: int = 5
+    #: ``None``: no cap on attempts; ``cancel_deadline`` bounds a cancel.
+    cancel_max_attempts: int | None = None
     retry_backoff_base: float = 1.0
-    retry_backoff_max: float = 600.0
+    #: Short, so that a cancel goes out within about a minute of the API recovering.
+    retry_backoff_max: float = 60.0
     link_ttl: int = SEVEN_DAYS
     outcome_ttl: int = SEVEN_DAYS
     revoke_scope: Scope = Scope.WORKFLOW
     revoke_listener: bool = True
+    #: Seconds after a cancel was first asked for during which it keeps retrying.
+    cancel_deadline: float = 3600.0
+    #: The longest wait a server's ``Retry-After`` (or rate-limit reset) may impose.
+    retry_after_max: float = 300.0
+    #: Seconds between sweeps of unfinished cancels; 0 switches the sweep off.
+    sweep_interval: float = 60.0
 
     def __post_init__(self) -> None:
+        if self.api_key is not None:
+            object.__setattr__(
+                self, "api_key", clean_api_key(self.api_key, name="pictify_api_key") or None
+            )
         _check_url(self.base_url, "pictify_base_url", schemes=("http", "https"))
         if self.state_url is not None and self.state_url != MEMORY_STATE_URL:
             _check_url(self.state_url, "pictify_state_url", schemes=tuple(REDIS_SCHEMES))
-        _check_positive(self.timeout, "pictify_timeout")
-        _check_positive(self.retry_backoff_base, "pictify_retry_backoff_base")
-        _check_positive(self.retry_backoff_max, "pictify_retry_backoff_max")
-        _check_positive(self.link_ttl, "pictify_link_ttl")
-        _check_positive(self.outcome_ttl, "pictify_outcome_ttl")
-        if self.cancel_max_attempts < 1:
+        for name in _POSITIVE:
+            _check_positive(getattr(self, name), f"pictify_{name}")
+        if not (_finite(self.sweep_interval) and self.sweep_interval >= 0):
             raise ImproperlyConfigured(
-                f"pictify_cancel_max_attempts must be at least 1, got {self.cancel_max_attempts}"
+                "pictify_sweep_interval must be 0 (to switch it off) or greater, a finite "
+                f"number of seconds, got {self.sweep_interval!r}"
+            )
+        attempts = self.cancel_max_attempts
+        if attempts is not None and (
+            isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1
+        ):
+            raise ImproperlyConfigured(
+                "pictify_cancel_max_attempts must be unset (no cap) or at least 1, "
+                f"got {attempts!r}"
             )
         if not isinstance(self.revoke_scope, Scope):
             raise ImproperlyConfigured(
@@ -91,21 +141,19 @@ class PictifySettings:
     def from_app(cls, app: Any, environ: Mapping[str, str] | None = None) -> PictifySettings:
         """Read every setting from ``app.conf``, then ``environ`` (default ``os.environ``)."""
         reader = _Reader(app.conf, os.environ if environ is None else environ)
+        defaults = cls()
         state_url = reader.get("pictify_state_url", str, None)
         if state_url is None:
             state_url = redis_broker_url(app)
+        values = {
+            name: reader.get(f"pictify_{name}", convert, getattr(defaults, name))
+            for name, convert in _CONVERTERS.items()
+        }
         return cls(
             api_key=reader.get("pictify_api_key", str, None) or None,
             base_url=reader.get("pictify_base_url", str, DEFAULT_BASE_URL).rstrip("/"),
-            timeout=reader.get("pictify_timeout", float, 10.0),
             state_url=state_url or None,
-            cancel_max_attempts=reader.get("pictify_cancel_max_attempts", int, 5),
-            retry_backoff_base=reader.get("pictify_retry_backoff_base", float, 1.0),
-            retry_backoff_max=reader.get("pictify_retry_backoff_max", float, 600.0),
-            link_ttl=reader.get("pictify_link_ttl", int, SEVEN_DAYS),
-            outcome_ttl=reader.get("pictify_outcome_ttl", int, SEVEN_DAYS),
-            revoke_scope=reader.get("pictify_revoke_scope", _scope, Scope.WORKFLOW),
-            revoke_listener=reader.get("pictify_revoke_listener", _boolean, True),
+            **values,
         )
 
 
@@ -142,13 +190,41 @@ class _Reader:
             return value  # type: ignore[return-value]
         if isinstance(value, bool) and convert is not _boolean:
             raise ImproperlyConfigured(f"{source} must be a number, not a bool")
+        shown = "<hidden>" if "key" in name else repr(value)
         try:
             return convert(value)
-        except (TypeError, ValueError):
-            shown = "<hidden>" if "key" in name else repr(value)
+        except _NotFinite:
+            raise ImproperlyConfigured(f"{source} must be a finite number, got {shown}") from None
+        except (TypeError, ValueError, OverflowError):
             raise ImproperlyConfigured(
                 f"{source} must be {_KINDS.get(convert, 'a value')}, got {shown}"
             ) from None
+
+
+class _NotFinite(ValueError):
+    """A number that is infinite or NaN: it would pass every comparison and break later."""
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(value: Any) -> float:
+    """A finite number from the config or an environment string (``inf``, ``nan`` refused)."""
+    number = float(value.strip() if isinstance(value, str) else value)
+    if not math.isfinite(number):
+        raise _NotFinite(value)
+    return number
+
+
+def _whole_number(value: Any) -> int:
+    """A whole number; ``2.0`` is one, ``2.5`` is not."""
+    number = _number(value)
+    if isinstance(value, int):
+        return value
+    if not number.is_integer():
+        raise ValueError(value)
+    return int(number)
 
 
 def _boolean(value: Any) -> bool:
@@ -175,14 +251,41 @@ def _scope(value: Any) -> Scope:
 
 
 _KINDS: dict[Any, str] = {
-    int: "a whole number",
-    float: "a number",
+    _number: "a number",
+    _whole_number: "a whole number",
     _boolean: "a boolean",
     _scope: "one of " + ", ".join(repr(s.value) for s in Scope),
 }
 
+#: Every setting read the same way: ``pictify_<name>`` in the config, then the environment.
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "timeout": _number,
+    "cancel_max_attempts": _whole_number,
+    "cancel_deadline": _number,
+    "retry_backoff_base": _number,
+    "retry_backoff_max": _number,
+    "retry_after_max": _number,
+    "sweep_interval": _number,
+    "link_ttl": _whole_number,
+    "outcome_ttl": _whole_number,
+    "revoke_scope": _scope,
+    "revoke_listener": _boolean,
+}
+#: The numbers that must be finite and greater than 0.
+_POSITIVE = (
+    "timeout",
+    "cancel_deadline",
+    "retry_backoff_base",
+    "retry_backoff_max",
+    "retry_after_max",
+    "link_ttl",
+    "outcome_ttl",
+)
+
 
 def _check_positive(value: float, name: str) -> None:
+    if not _finite(value):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
     if not value > 0:
         raise ImproperlyConfigured(f"{name} must be greater than 0, got {value!r}")
 

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import typing
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 import pictify_tasks
 from pictify_tasks import (
     AuthenticationError,
     BatchNotFoundError,
+    CancelNotConfirmedError,
     CancelResult,
     ImproperlyConfigured,
     InvalidBatchIdError,
     InvalidRequestError,
     PictifyClient,
     PictifyConnectionError,
+    PictifyError,
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    UnexpectedResponseError,
 )
 from pictify_tasks.ids import idempotency_key_for
+from pictify_tasks.redaction import Redactor
 from pictify_tasks.testing import PictifyEmulator
 
 SECRET = "pk_test_0123456789abcdef0123456789abcdef"
@@ -237,3 +244,248 @@ def test_the_session_is_reused(client: PictifyClient, emulator: PictifyEmulator)
     client.get_batch(emulator.create_batch())
     client.get_batch(emulator.create_batch())
     assert client._session is session
+
+
+# -- hostile or broken answers ----------------------------------------------------------
+
+
+def test_a_retry_after_of_infinity_over_http_is_ignored(
+    client: PictifyClient, emulator: PictifyEmulator
+) -> None:
+    emulator.inject(status=429, body={}, headers={"Retry-After": "inf"})
+    with pytest.raises(RateLimitError) as caught:
+        client.cancel_batch(emulator.create_batch())
+    assert caught.value.retry_after is None
+    emulator.inject(
+        status=429, body=b'{"retryAfter": Infinity}', headers={"Content-Type": "application/json"}
+    )
+    with pytest.raises(RateLimitError) as caught:
+        client.cancel_batch(emulator.create_batch())
+    assert caught.value.retry_after is None
+
+
+def test_a_429_with_only_a_rate_limit_reset_waits_for_the_reset(
+    client: PictifyClient, emulator: PictifyEmulator
+) -> None:
+    emulator.inject(status=429, body={}, headers={"X-RateLimit-Reset": str(int(time.time()) + 40)})
+    with pytest.raises(RateLimitError) as caught:
+        client.cancel_batch(emulator.create_batch())
+    assert caught.value.retry_after is not None and 37 <= caught.value.retry_after <= 40
+
+
+PROXY_404S = [
+    ("<html><body><h1>404 Not Found</h1><hr>nginx/1.25</body></html>", "nginx/1.25"),
+    ("Not Found", "Not Found"),
+    ("", "empty body"),
+    (["not", "an", "object"], "not"),
+]
+
+
+@pytest.mark.parametrize(("body", "shows"), PROXY_404S)
+def test_a_404_that_is_not_the_apis_answer_is_no_final_not_found(
+    client: PictifyClient, emulator: PictifyEmulator, body: object, shows: str
+) -> None:
+    batch_id = emulator.create_batch()
+    emulator.inject(status=404, body=body, path_contains="/cancel")
+    with pytest.raises(UnexpectedResponseError) as caught:
+        client.cancel_batch(batch_id)
+    error = caught.value
+    assert error.retryable and error.status == 404
+    assert shows in str(error) and "base URL" in str(error)
+    assert emulator.base_url in str(error)
+    # The batch was never reached: asked again, the API cancels it.
+    assert client.cancel_batch(batch_id).outcome == "cancelled"
+    # Nor is it a BatchNotFoundError when reading the batch's progress.
+    emulator.inject(status=404, body=body, path_contains="/results")
+    with pytest.raises(UnexpectedResponseError) as caught:
+        client.get_batch(batch_id)
+    assert caught.value.retryable and shows in str(caught.value)
+    assert not isinstance(caught.value, BatchNotFoundError)
+
+
+def test_a_404_with_a_json_object_is_not_found_whatever_its_content_type(
+    client: PictifyClient, emulator: PictifyEmulator
+) -> None:
+    emulator.inject(status=404, body=b'{"message": "gone"}', headers={"Content-Type": "text/html"})
+    result = client.cancel_batch(emulator.create_batch())
+    assert (result.outcome, result.message) == ("not_found", "gone")
+    emulator.inject(status=404, body={"detail": "expired"}, path_contains="/results")
+    with pytest.raises(BatchNotFoundError):
+        client.get_batch(emulator.create_batch())
+
+
+@pytest.mark.parametrize(
+    ("body", "seen"),
+    [
+        ({}, "no status"),
+        ({"status": "processing", "message": "Batch cancelled"}, "'processing'"),
+        ({"status": "pending"}, "'pending'"),
+        ({"status": "on_fire"}, "'on_fire'"),
+        ({"status": 7}, "7"),
+    ],
+)
+def test_a_200_that_does_not_say_cancelled_is_not_a_cancel(
+    client: PictifyClient, emulator: PictifyEmulator, body: object, seen: str
+) -> None:
+    emulator.inject(status=200, body=body, path_contains="/cancel")
+    with pytest.raises(CancelNotConfirmedError) as caught:
+        client.cancel_batch(emulator.create_batch())
+    assert caught.value.retryable and caught.value.status == 200
+    assert seen in str(caught.value)
+
+
+@pytest.mark.parametrize("status", ["completed", "partial", "failed"])
+def test_a_200_with_a_finished_status_is_already_finished(
+    client: PictifyClient, emulator: PictifyEmulator, status: str
+) -> None:
+    emulator.inject(status=200, body={"status": status}, path_contains="/cancel")
+    result = client.cancel_batch(emulator.create_batch())
+    assert (result.outcome, result.status) == ("already_finished", status)
+
+
+def test_a_200_that_is_not_a_json_object_is_unexpected(
+    client: PictifyClient, emulator: PictifyEmulator
+) -> None:
+    emulator.inject(status=200, body="<html>captive portal</html>", path_contains="/cancel")
+    with pytest.raises(UnexpectedResponseError) as caught:
+        client.cancel_batch(emulator.create_batch())
+    assert caught.value.retryable and "captive portal" in str(caught.value)
+
+
+def test_long_api_texts_are_cut_to_three_hundred_characters(
+    client: PictifyClient, emulator: PictifyEmulator
+) -> None:
+    emulator.inject(status=200, body={"status": "cancelled", "message": "m" * 200_000})
+    result = client.cancel_batch(emulator.create_batch())
+    assert result.outcome == "cancelled"
+    assert len(result.message) <= 300 and result.message.startswith("m" * 200)
+    assert "\N{HORIZONTAL ELLIPSIS}" in result.message
+    emulator.inject(status=202, body={"batchId": "b_long", "message": "s" * 200_000})
+    start = client.start_batch("tpl_1", [{"n": 1}])
+    assert start.batch_id == "b_long" and len(start.message) <= 300
+    emulator.inject(status=503, body={"detail": "e" * 200_000})
+    with pytest.raises(ServerError) as caught:
+        client.cancel_batch(emulator.create_batch())
+    assert len(str(caught.value)) < 400
+    emulator.inject(status=200, body={"status": "t" * 200_000, "createdAt": "c" * 200_000})
+    info = client.get_batch(emulator.create_batch())
+    assert len(info.status) <= 300 and info.created_at is not None
+    assert len(info.created_at) <= 300
+
+
+def test_a_body_over_one_mebibyte_is_not_read_whole(
+    client: PictifyClient, emulator: PictifyEmulator
+) -> None:
+    batch_id = emulator.create_batch()
+    huge = {"status": "cancelled", "message": "x" * 50_000_000}
+    emulator.inject(status=200, body=huge, path_contains="/cancel")
+    with pytest.raises(UnexpectedResponseError) as caught:
+        client.cancel_batch(batch_id)
+    assert caught.value.retryable and "outcome unknown" in str(caught.value)
+    assert "1 MiB" in str(caught.value) and len(str(caught.value)) < 400
+    # The connection was dropped, not reused half-read: the next call works.
+    assert client.cancel_batch(batch_id).outcome == "cancelled"
+
+
+def test_the_whole_call_is_bounded_not_each_read(emulator: PictifyEmulator) -> None:
+    batch_id = emulator.create_batch()
+    with PictifyClient(emulator.api_key, base_url=emulator.base_url, timeout=1.0) as client:
+        emulator.inject(trickle=3.0, path_contains="/cancel")
+        started = time.monotonic()
+        with pytest.raises(PictifyConnectionError, match="timed out") as caught:
+            client.cancel_batch(batch_id)
+        assert time.monotonic() - started < 2.5
+        assert caught.value.retryable and "outcome unknown" in str(caught.value)
+        # A normal call afterwards still works, on the same client.
+        assert client.cancel_batch(batch_id).outcome in ("cancelled", "already_finished")
+
+
+def test_normal_calls_keep_one_connection_alive(
+    client: PictifyClient, emulator: PictifyEmulator
+) -> None:
+    for _ in range(3):
+        client.get_batch(emulator.create_batch())
+    client.cancel_batch(emulator.create_batch())
+    pools = client._session.get_adapter(emulator.base_url).poolmanager.pools
+    keys = pools.keys()  # the container cannot be iterated itself
+    assert [pools[key].num_connections for key in keys] == [1]
+
+
+# -- the API key: whitespace, control characters, redaction ------------------------------
+
+
+def test_a_key_with_surrounding_whitespace_is_stripped(emulator: PictifyEmulator) -> None:
+    batch_id = emulator.create_batch()
+    with PictifyClient(f" {SECRET}\r\n", base_url=emulator.base_url) as client:
+        assert client.cancel_batch(batch_id).outcome == "cancelled"
+    [request] = emulator.cancel_requests(batch_id)
+    assert request.headers["Authorization"] == f"Bearer {SECRET}"
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("pk_live_abc\ndef123", "line feed"),
+        ("pk_live_abc\x00def123", "control character"),
+        ("pk_live_abc def123", "whitespace"),
+        ("pk_live_abc\x7fdef123", "control character"),
+        ("pk_live_abc\u20acdef123", "non-ASCII"),
+    ],
+)
+def test_a_key_with_control_characters_is_refused_without_showing_it(key: str, says: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=says) as caught:
+        PictifyClient(key)
+    text = str(caught.value)
+    assert "position 11" in text
+    assert "abc" not in text and "def123" not in text and repr(key)[1:-1] not in text
+
+
+def test_an_echoed_key_is_redacted_before_any_text_is_cut(
+    client: PictifyClient, emulator: PictifyEmulator
+) -> None:
+    fragment = SECRET[8:20]  # the secret part, not the kind prefix
+    for status, body in [
+        (404, "<html>" + "x" * 100 + SECRET + "</html>"),
+        (404, "<p>" + " " * 4080 + SECRET),
+        (502, "y" * 110 + SECRET),
+        (500, {"detail": "z" * 280 + f"Bearer {SECRET}"}),
+        (200, {"status": "cancelled", "message": "w" * 280 + SECRET}),
+        (200, {"status": "processing " + SECRET}),
+    ]:
+        emulator.inject(status=status, body=body, path_contains="/cancel")
+        try:
+            shown = repr(client.cancel_batch(emulator.create_batch()))
+        except PictifyError as error:
+            shown = f"{error} {error!r} {error.body!r} {error.code!r}"
+        assert fragment not in shown, (status, shown)
+
+
+def test_a_requests_error_carrying_the_keys_repr_is_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A key with a backslash: its repr() (as requests prints headers) differs from it.
+    key = "pk_live_ab\\cd0123456789"
+    client = PictifyClient(key, base_url="http://127.0.0.1:9")
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise requests.ConnectionError(f"cannot send {headers!r}; key {key!r}; raw {key}")
+
+    monkeypatch.setattr(client._session, "request", fail)
+    with pytest.raises(PictifyConnectionError) as caught:
+        client.cancel_batch("b_1")
+    text = str(caught.value)
+    assert "ab\\cd" not in text and "ab\\\\cd" not in text
+    assert "pk_live_***" in text
+
+
+def test_the_redactor_hides_every_spelling_of_the_key() -> None:
+    key = "pk_live_a\\b'c\"d"
+    redact = Redactor(key)
+    text = " | ".join(
+        [key, f"Bearer {key}", repr(key), repr({"Authorization": f"Bearer {key}"}), json.dumps(key)]
+    )
+    cleaned = redact(text)
+    assert "a\\" not in cleaned and 'c"d' not in cleaned and 'c\\"d' not in cleaned
+    assert cleaned.count("pk_live_***") == 5
+    assert Redactor("sk_other").mask == "***" and "kind" in Redactor("kind_x")("kind_x kind")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import time
 
 import pytest
 from requests.structures import CaseInsensitiveDict
@@ -14,8 +15,12 @@ from pictify_tasks import (
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    UnexpectedResponseError,
 )
 from pictify_tasks.errors import error_from_response, parse_retry_after
+
+#: A body the API itself could have sent (a JSON object), for statuses that need one.
+API_BODY = b'{"title": "Not Found", "detail": "no such batch"}'
 
 
 def _error(status: int, body: bytes = b"", **headers: str) -> PictifyError:
@@ -42,7 +47,7 @@ def _error(status: int, body: bytes = b"", **headers: str) -> PictifyError:
 def test_status_maps_to_an_error_that_says_whether_to_retry(
     status: int, kind: type, retryable: bool
 ) -> None:
-    error = _error(status)
+    error = _error(status, API_BODY)
     assert type(error) is kind
     assert error.retryable is retryable
     assert error.status == status
@@ -107,3 +112,100 @@ def test_errors_survive_pickling_and_rebuilding_from_args() -> None:
     assert type(copy) is ServerError and str(copy) == str(error)
     rebuilt = ServerError(*error.args)
     assert str(rebuilt) == str(error)
+
+
+@pytest.mark.parametrize(
+    "junk",
+    ["inf", "Infinity", "-inf", "1e400", "NaN", "-0.5", "1_000", " ", "0x10", "5 minutes"],
+)
+def test_retry_after_text_that_is_not_a_finite_wait_is_garbage(junk: str) -> None:
+    assert parse_retry_after(junk) is None
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [float("inf"), float("-inf"), float("nan"), -1, True, False, 10**400, [], {}],
+)
+def test_retry_after_values_that_are_not_a_finite_wait_are_garbage(junk: object) -> None:
+    assert parse_retry_after(junk) is None
+
+
+def test_retry_after_numbers_are_read_as_they_are_without_a_cap() -> None:
+    assert parse_retry_after(3) == 3.0
+    assert parse_retry_after(0.25) == 0.25
+    assert parse_retry_after(1e20) == 1e20  # finite: the retry policy caps it, not the parser
+    assert parse_retry_after(" 12 ") == 12.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"retryAfter": Infinity}',
+        b'{"retryAfter": 1e400}',
+        b'{"retryAfter": NaN}',
+        b'{"retryAfter": "inf"}',
+        b'{"retryAfter": -3}',
+        b'{"retryAfter": true}',
+    ],
+)
+def test_a_body_retry_after_that_is_not_a_finite_wait_is_ignored(body: bytes) -> None:
+    error = _error(429, body, **{"Content-Type": "application/json"})
+    assert isinstance(error, RateLimitError) and error.retry_after is None
+
+
+def test_a_header_retry_after_of_infinity_is_ignored_and_the_body_read() -> None:
+    error = _error(429, b'{"retryAfter": 4}', **{"Retry-After": "inf"})
+    assert error.retry_after == 4.0
+
+
+def test_a_429_without_retry_after_waits_until_the_rate_limit_reset() -> None:
+    reset = int(time.time()) + 100
+    waited = _error(429, b"{}", **{"X-RateLimit-Reset": str(reset)}).retry_after
+    assert waited is not None and 97 <= waited <= 100
+    past = _error(429, b"{}", **{"X-RateLimit-Reset": str(int(time.time()) - 50)})
+    assert past.retry_after == 0.0
+    for junk in ("soon", "inf", "nan", ""):
+        assert _error(429, b"{}", **{"X-RateLimit-Reset": junk}).retry_after is None
+    # The server's own Retry-After wins over the window's reset.
+    both = _error(429, b"{}", **{"Retry-After": "2", "X-RateLimit-Reset": str(reset)})
+    assert both.retry_after == 2.0
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "shows"),
+    [
+        (b"<html><body><h1>404 Not Found</h1>nginx</body></html>", "text/html", "nginx"),
+        (b"Not Found", "text/plain", "Not Found"),
+        (b"", "", "empty body"),
+        (b'["not", "an", "object"]', "application/json", "not"),
+        (b"null", "application/json", "null"),
+    ],
+)
+def test_a_404_that_is_not_the_apis_own_answer_is_unexpected_and_retryable(
+    body: bytes, content_type: str, shows: str
+) -> None:
+    error = _error(404, body, **{"Content-Type": content_type})
+    assert type(error) is UnexpectedResponseError
+    assert error.retryable and error.status == 404
+    text = str(error)
+    assert "HTTP 404" in text and shows in text and "base URL" in text
+    if content_type:
+        assert content_type in text
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/problem+json", "text/plain", ""]
+)
+def test_a_404_with_a_json_object_is_the_api_saying_not_found(content_type: str) -> None:
+    error = _error(404, API_BODY, **{"Content-Type": content_type})
+    assert type(error) is BatchNotFoundError and not error.retryable
+
+
+def test_the_api_text_in_an_error_is_cut_to_three_hundred_characters() -> None:
+    error = _error(500, b'{"detail": "' + b"d" * 100_000 + b'"}')
+    assert isinstance(error, ServerError)
+    assert len(str(error)) < 400
+    assert "d" * 250 in str(error) and "d" * 301 not in str(error)
+    assert "\N{HORIZONTAL ELLIPSIS}" in str(error)
+    html = _error(502, b"<p>" + b"x" * 100_000 + b"</p>", **{"Content-Type": "text/html"})
+    assert len(str(html)) < 400

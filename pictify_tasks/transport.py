@@ -1,0 +1,273 @@
+"""One HTTP call, bounded as a whole and in size: the client's only way to the wire.
+
+``requests``' ``timeout`` bounds each socket operation, not the call: an
+answer trickled a byte at a time never times out. So every call gets a
+watchdog that shuts the call's socket at the deadline, wherever the call is
+(sending, waiting for the head, reading the body); the blocked read then
+fails at once. The pools of :class:`DeadlineAdapter` tell the watchdog which
+connection the call holds, and forget it when the connection goes back to
+the pool, so the watchdog never touches a connection another call may use.
+
+The body is streamed and reading stops past ``max_body`` bytes. Normal calls
+read their body to the end, so their connection is reused (keep-alive).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+import requests
+import urllib3.poolmanager
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+__all__ = [
+    "MAX_BODY",
+    "Answer",
+    "BodyTooLarge",
+    "CallTimedOut",
+    "DeadlineAdapter",
+    "Timeout",
+    "call_seconds",
+    "new_session",
+    "send",
+]
+
+#: The most bytes of an answer's body that are read (1 MiB).
+MAX_BODY = 1024 * 1024
+#: ``requests``' timeout: seconds, or (connect, read) seconds.
+Timeout = Union[float, tuple[float, float]]
+_CHUNK = 64 * 1024
+#: How soon a watchdog that found no socket to shut looks again.
+_RECHECK = 0.05
+
+
+class CallTimedOut(Exception):
+    """The whole call took longer than its time budget; the outcome is unknown."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds:g}s")
+        self.seconds = seconds
+
+
+class BodyTooLarge(Exception):
+    """The answer's body passed ``limit`` bytes; reading stopped there."""
+
+    def __init__(self, status: int, limit: int) -> None:
+        super().__init__(f"HTTP {status} with a body over {limit} bytes")
+        self.status = status
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A complete answer: status, headers (case-insensitive) and the whole body."""
+
+    status: int
+    reason: str
+    headers: CaseInsensitiveDict[str]
+    content: bytes
+
+
+def call_seconds(timeout: Timeout) -> float:
+    """The time budget of a whole call: the timeout, or connect plus read."""
+    if isinstance(timeout, tuple):
+        return float(sum(timeout))
+    return float(timeout)
+
+
+def new_session() -> requests.Session:
+    """A session whose calls the watchdog can end (see :class:`DeadlineAdapter`)."""
+    session = requests.Session()
+    adapter = DeadlineAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    json_body: Mapping[str, Any] | None,
+    timeout: Timeout,
+    max_body: int = MAX_BODY,
+) -> Answer:
+    """Send one request and read its whole answer within ``call_seconds(timeout)``.
+
+    Raises :class:`CallTimedOut`, :class:`BodyTooLarge` or a
+    ``requests.RequestException``. With a session of another adapter the
+    deadline is still checked between reads, but a slow read is not cut.
+    """
+    budget = call_seconds(timeout)
+    with _watched(budget) as watch:
+        try:
+            response = session.request(
+                method,
+                url,
+                headers=dict(headers),
+                json=json_body,
+                timeout=timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+            try:
+                content = _read_body(response, max_body, watch.deadline, budget)
+            finally:
+                response.close()
+        except requests.RequestException:
+            if watch.fired:
+                raise CallTimedOut(budget) from None
+            raise
+        if watch.fired:
+            # Cut off mid-head, http.client may still hand over a response: a
+            # status line, some headers, no body. Nothing read after the
+            # deadline is trusted.
+            raise CallTimedOut(budget)
+    return Answer(response.status_code, response.reason or "", response.headers, content)
+
+
+def _read_body(response: requests.Response, max_body: int, deadline: float, budget: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(_CHUNK):
+        size += len(chunk)
+        if size > max_body:
+            raise BodyTooLarge(response.status_code, max_body)
+        if time.monotonic() > deadline:
+            raise CallTimedOut(budget)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# -- the watchdog ---------------------------------------------------------------------
+
+
+class _Watch:
+    """One call's deadline and the connection it holds; shuts that socket when late."""
+
+    def __init__(self, budget: float) -> None:
+        self.deadline = time.monotonic() + budget
+        self.fired = False
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._done = False
+        self._timer = threading.Timer(budget, self._fire)
+        self._timer.daemon = True
+
+    def attach(self, connection: Any) -> None:
+        with self._lock:
+            self._connection = connection
+
+    def detach(self, connection: Any) -> None:
+        with self._lock:
+            if self._connection is connection:
+                self._connection = None
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._done = True
+            timer = self._timer
+        timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            shutdown = _shutdown_of(getattr(self._connection, "sock", None))
+            if shutdown is None:
+                # No socket yet (still connecting): look again shortly.
+                self._timer = threading.Timer(_RECHECK, self._fire)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            # Under the lock: the pool cannot take the connection back meanwhile.
+            with contextlib.suppress(OSError, ValueError):
+                shutdown(socket.SHUT_RDWR)
+
+
+def _shutdown_of(sock: Any) -> Any:
+    """The ``shutdown`` of a socket, of a TLS socket, or of a TLS-in-TLS transport's socket."""
+    if sock is None:
+        return None
+    return getattr(sock, "shutdown", None) or getattr(
+        getattr(sock, "socket", None), "shutdown", None
+    )
+
+
+_local = threading.local()
+
+
+def _current_watch() -> _Watch | None:
+    watch: _Watch | None = getattr(_local, "watch", None)
+    return watch
+
+
+@contextlib.contextmanager
+def _watched(budget: float) -> Iterator[_Watch]:
+    """A watch for the call this thread is about to make."""
+    watch = _Watch(budget)
+    outer = _current_watch()
+    _local.watch = watch
+    watch.start()
+    try:
+        yield watch
+    finally:
+        watch.stop()
+        _local.watch = outer
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    """A pool that tells the calling thread's watch which connection it lends out."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)
+        watch = _current_watch()
+        if watch is not None:
+            watch.attach(connection)
+        return connection
+
+    def _put_conn(self, conn: Any) -> None:
+        watch = _current_watch()
+        if watch is not None and conn is not None:
+            watch.detach(conn)
+        super()._put_conn(conn)
+
+
+class _WatchedHTTPSPool(_WatchedHTTPPool, HTTPSConnectionPool):
+    """The same for HTTPS (``HTTPSConnectionPool`` makes the connections)."""
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """An adapter whose pools let the watchdog end a call that runs past its budget.
+
+    Only the stock pools are replaced; a SOCKS proxy keeps its own (there the
+    deadline is checked between reads only).
+    """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _watch_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        _watch_pools(manager)
+        return manager
+
+
+def _watch_pools(manager: Any) -> None:
+    if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:
+        manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
