@@ -17,6 +17,7 @@ from pictify_tasks.errors import (
     AuthenticationError,
     BatchConflictError,
     BatchNotFoundError,
+    CancelFailedError,
     CancelNotConfirmedError,
     ImproperlyConfigured,
     InvalidBatchIdError,
@@ -35,6 +36,7 @@ from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.revoke.api import cancel_workflow, revoke_workflow, track_batch
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.settings import PictifySettings
+from pictify_tasks.store.base import StateStoreError
 
 
 def _installed_task(name: str) -> Any:
@@ -65,6 +67,7 @@ __all__ = [
     "BatchProgress",
     "BatchStart",
     "CancelBatchResult",
+    "CancelFailedError",
     "CancelNotConfirmedError",
     "CancelResult",
     "ImproperlyConfigured",
@@ -79,6 +82,7 @@ __all__ = [
     "RetryPolicy",
     "Scope",
     "ServerError",
+    "StateStoreError",
     "UnexpectedResponseError",
     "__version__",
     "cancel_batch",

@@ -14,8 +14,9 @@ import weakref
 from typing import Any
 
 from pictify_tasks.client import PictifyClient
+from pictify_tasks.publisher import CeleryPublisher
 from pictify_tasks.retry import RetryPolicy
-from pictify_tasks.revoke.fanout import CeleryPublisher, Fanout
+from pictify_tasks.revoke.fanout import Fanout
 from pictify_tasks.settings import MEMORY_STATE_URL, PictifySettings
 from pictify_tasks.store import MemoryStore, RedisStore, StateStore
 
@@ -40,7 +41,7 @@ class Runtime:
         self.fanout = Fanout(
             store=lambda: self.store,
             settings=lambda: self.settings,
-            publisher=CeleryPublisher(app),
+            publisher=CeleryPublisher(app, lambda: self.store, lambda: self.settings.wanted_ttl),
         )
 
     @property
@@ -61,9 +62,11 @@ class Runtime:
     def policy(self) -> RetryPolicy:
         settings = self.settings
         return RetryPolicy(
+            deadline=settings.cancel_deadline,
             max_attempts=settings.cancel_max_attempts,
             backoff_base=settings.retry_backoff_base,
             backoff_max=settings.retry_backoff_max,
+            retry_after_max=settings.retry_after_max,
         )
 
     @property
@@ -104,7 +107,7 @@ class Runtime:
         if url == MEMORY_STATE_URL:
             return MemoryStore()
         if url:
-            return RedisStore.from_url(url)
+            return RedisStore.from_url(url, prefix=self.settings.state_prefix)
         logger.warning(
             "pictify-tasks keeps its cancel ledger in process memory because neither "
             "pictify_state_url is set nor the broker is Redis: duplicate cancels are only "

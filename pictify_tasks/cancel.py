@@ -6,6 +6,8 @@ retry, so the whole decision (return, wait, retry, fail) is testable alone.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -14,12 +16,12 @@ from typing import Callable
 
 from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.client import PictifyClient
-from pictify_tasks.errors import PictifyError
+from pictify_tasks.errors import CancelFailedError, PictifyError
 from pictify_tasks.retry import RetryPolicy
-from pictify_tasks.store.base import StateStore
+from pictify_tasks.store.base import StateStore, StateStoreError
 from pictify_tasks.store.records import FailureRecord, OutcomeRecord
 
-__all__ = ["RetryLater", "cancel_step"]
+__all__ = ["CancelContext", "RetryLater", "cancel_step"]
 
 logger = logging.getLogger("pictify_tasks.cancel")
 
@@ -41,64 +43,69 @@ class RetryLater:
     error: PictifyError | None = None
 
 
+@dataclass(frozen=True)
+class CancelContext:
+    """What one cancel step needs besides the batch id and the owner."""
+
+    store: StateStore
+    client: Callable[[], PictifyClient]
+    policy: RetryPolicy
+    lease_seconds: float
+    ttl: int
+    asked_at: float
+    now: Callable[[], float] = time.time
+    rand: Callable[[], float] = random.random
+
+
 def cancel_step(
-    batch_id: str,
-    owner: str,
-    *,
-    store: StateStore,
-    client: Callable[[], PictifyClient],
-    policy: RetryPolicy,
-    lease_seconds: float,
-    ttl: int,
-    waits: int = 0,
-    rand: Callable[[], float] = random.random,
+    batch_id: str, owner: str, context: CancelContext, *, waits: int = 0
 ) -> OutcomeRecord | RetryLater:
     """Return the batch's cancel outcome, or say when to look again.
 
-    Raises the API's error when it is final (not retryable, or the last
-    attempt), after recording it in the ledger as a failure.
+    ``waits`` counts this task's earlier steps (its retries). Raises the
+    error when there is no budget left (the policy's deadline, counted from
+    ``asked_at``, or its attempt cap), after recording it as a final failure.
+    A state store that cannot be reached is a transient error like any other.
     """
-    begin = store.begin_cancel(batch_id, owner, lease_seconds)
+    store = context.store
+    try:
+        begin = store.begin_cancel(batch_id, owner, context.lease_seconds, context.asked_at)
+    except StateStoreError as error:
+        return _store_trouble(error, waits, context)
     if begin.outcome is not None:
         return begin.outcome
+    if begin.failure is not None:
+        failure = begin.failure
+        raise CancelFailedError(
+            f"cancel of batch {batch_id} failed for good after {failure.attempts} attempt(s): "
+            f"{failure.message}",
+            status=failure.status,
+        )
     if not begin.acquired:
         cap = min(MAX_LEASE_WAIT, max(begin.lease_remaining, 0.05))
-        wait = backoff_delay(waits + 1, base=FIRST_LEASE_WAIT, cap=cap, jitter=0.5, rand=rand)
+        wait = backoff_delay(
+            waits + 1, base=FIRST_LEASE_WAIT, cap=cap, jitter=0.5, rand=context.rand
+        )
         return RetryLater(countdown=max(0.05, wait))
 
     attempt = begin.attempt
     try:
-        result = client().cancel_batch(batch_id)
+        result = context.client().cancel_batch(batch_id)
     except PictifyError as error:
-        if policy.should_retry(error, attempt):
-            countdown = policy.countdown(attempt, error, rand=rand)
-            store.fail_cancel(
-                owner,
-                _failure(batch_id, error, attempt, final=False),
-                ttl,
-                keep_lease=countdown + lease_seconds,
-            )
-            logger.warning(
-                "%s (attempt %d of %d); retrying in %.2fs",
-                error,
-                attempt,
-                policy.max_attempts,
-                countdown,
-            )
-            return RetryLater(countdown=countdown, error=error)
-        store.fail_cancel(owner, _failure(batch_id, error, attempt, final=True), ttl, 0)
-        logger.error("cancel of batch %s failed after %d attempt(s): %s", batch_id, attempt, error)
-        raise
+        return _failed(batch_id, owner, error, attempt, context)
     except BaseException:
-        # Not an API answer (a bug, a worker shutting down): give the lease back
-        # so that the redelivered message or a duplicate can go on at once.
-        store.fail_cancel(owner, FailureRecord.interrupted(batch_id, attempt), ttl, 0)
+        # Not an API answer (a bug, a time limit, a worker shutting down): give
+        # the lease back so that a retry, the redelivered message or a
+        # duplicate can go on at once.
+        with contextlib.suppress(StateStoreError):
+            store.fail_cancel(owner, FailureRecord.interrupted(batch_id, attempt), context.ttl, 0)
         raise
-    recorded = store.finish_cancel(
-        owner,
-        OutcomeRecord(batch_id, result.status, result.outcome, attempt, result.message),
-        ttl,
-    )
+    outcome = OutcomeRecord(batch_id, result.status, result.outcome, attempt, result.message)
+    try:
+        recorded = store.finish_cancel(owner, outcome, context.ttl, begin.links)
+    except StateStoreError as error:
+        # The API has the cancel; the next step replays it (same Idempotency-Key).
+        return _store_trouble(error, waits, context)
     logger.info(
         "cancel of batch %s: %s (status %s) after %d attempt(s)",
         batch_id,
@@ -109,7 +116,48 @@ def cancel_step(
     return recorded
 
 
-def _failure(batch_id: str, error: PictifyError, attempt: int, *, final: bool) -> FailureRecord:
+def _failed(
+    batch_id: str, owner: str, error: PictifyError, attempt: int, context: CancelContext
+) -> RetryLater:
+    elapsed = context.now() - context.asked_at
+    wait = context.policy.next_wait(error, attempt, elapsed, rand=context.rand)
+    final = wait is None
+    keep = 0.0 if wait is None else wait + context.lease_seconds
+    failure = _failure(batch_id, error, attempt, final=final, at=context.now())
+    try:
+        context.store.fail_cancel(owner, failure, context.ttl, keep)
+    except StateStoreError as store_error:
+        logger.warning(
+            "the failure of batch %s's cancel was not recorded: %s", batch_id, store_error
+        )
+    if wait is not None:
+        logger.warning("%s (attempt %d); retrying in %.2fs", error, attempt, wait)
+        return RetryLater(countdown=wait, error=error)
+    logger.error(
+        "cancel of batch %s failed for good after %d attempt(s) in %.0fs: %s",
+        batch_id,
+        attempt,
+        elapsed,
+        error,
+    )
+    raise error
+
+
+def _store_trouble(error: StateStoreError, waits: int, context: CancelContext) -> RetryLater:
+    """The store is down: wait and try again within the deadline (attempt caps are for HTTP)."""
+    elapsed = context.now() - context.asked_at
+    policy = dataclasses.replace(context.policy, max_attempts=None)
+    wait = policy.next_wait(error, waits + 1, elapsed, rand=context.rand)
+    if wait is None:
+        logger.error("cancel given up: the state store stayed unreachable: %s", error)
+        raise error
+    logger.warning("%s; trying again in %.2fs", error, wait)
+    return RetryLater(countdown=wait, error=error)
+
+
+def _failure(
+    batch_id: str, error: PictifyError, attempt: int, *, final: bool, at: float
+) -> FailureRecord:
     return FailureRecord(
         batch_id=batch_id,
         error=type(error).__name__,
@@ -117,5 +165,5 @@ def _failure(batch_id: str, error: PictifyError, attempt: int, *, final: bool) -
         status=error.status,
         attempts=attempt,
         final=final,
-        at=time.time(),
+        at=at,
     )

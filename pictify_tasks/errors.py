@@ -21,6 +21,7 @@ __all__ = [
     "AuthenticationError",
     "BatchConflictError",
     "BatchNotFoundError",
+    "CancelFailedError",
     "CancelNotConfirmedError",
     "ImproperlyConfigured",
     "InvalidBatchIdError",
@@ -118,6 +119,14 @@ class ServerError(PictifyError):
     """5xx: the API failed; a later attempt may succeed."""
 
     retryable = True
+
+
+class CancelFailedError(PictifyError):
+    """The cancel was asked, tried until its budget ran out, and failed for good.
+
+    Raised by every task asking for the same cancel before that failure, so a
+    storm of duplicates fails together instead of starting the attempts over.
+    """
 
 
 class PictifyConnectionError(PictifyError):

@@ -20,9 +20,10 @@ from celery.signals import before_task_publish, task_revoked
 
 from pictify_tasks._guard import logged_not_raised
 from pictify_tasks._runtime import runtime_for
-from pictify_tasks.revoke.links import LINEAGE_HEADER, lineage_for_child, revoked_ids_from_request
+from pictify_tasks.revoke.links import LINEAGE_HEADER, Scope, lineage_for_child
 from pictify_tasks.revoke.listener import RevokeListener
-from pictify_tasks.tasks import TASKS, PictifyTask
+from pictify_tasks.sweep import CancelSweep
+from pictify_tasks.tasks import TASKS
 
 __all__ = ["CeleryIntegration", "install", "uninstall"]
 
@@ -48,16 +49,19 @@ class CeleryIntegration:
         with self._lock:
             if app in self._apps:
                 return
-            for name, (function, validator, options) in TASKS.items():
+            for name, spec in TASKS.items():
                 base = type(
-                    f"{function.__name__}_base",
-                    (PictifyTask,),
-                    {"validator": staticmethod(validator)},
+                    f"{spec.function.__name__}_base",
+                    (spec.base,),
+                    {"validator": staticmethod(spec.validator)},
                 )
                 # shared=False: register on this app only, not on every app created.
                 # app.task() stays lazy on an app that is not finalized yet.
-                app.task(name=name, bind=True, base=base, shared=False, **options)(function)
-            app.steps["consumer"].add(RevokeListener)
+                app.task(name=name, bind=True, base=base, shared=False, **spec.options)(
+                    spec.function
+                )
+            for step in _STEPS:
+                app.steps["consumer"].add(step)
             if not self._apps:
                 self._connect()
             self._apps.add(app)
@@ -70,7 +74,8 @@ class CeleryIntegration:
             for name in TASKS:
                 if name in app.tasks:
                     app.tasks.unregister(name)
-            app.steps["consumer"].discard(RevokeListener)
+            for step in _STEPS:
+                app.steps["consumer"].discard(step)
             self._apps.discard(app)
             if not self._apps:
                 self._disconnect()
@@ -86,15 +91,26 @@ class CeleryIntegration:
         for signal, handler in self._signals:
             signal.disconnect(handler, dispatch_uid=_uid(handler))
 
-    def _on_task_revoked(self, sender: Any = None, request: Any = None, **_: Any) -> None:
-        """``task_revoked``: a worker discarded, expired or terminated a task it held."""
+    def _on_task_revoked(
+        self, sender: Any = None, request: Any = None, expired: bool = False, **_: Any
+    ) -> None:
+        """``task_revoked``: a worker discarded, expired or terminated a task it held.
+
+        Only the task's own id, as the listener would hear it: the same id
+        cancels the same batches whichever path heard it. An expired task was
+        not revoked by anyone: it cancels only its own batches (task scope)
+        and is not remembered as revoked.
+        """
         with logged_not_raised(logger, "handling task_revoked"):
             app = getattr(sender, "app", None)
-            if app is None or app not in self._apps or request is None:
+            task_id = getattr(request, "id", None)
+            if app is None or app not in self._apps or not isinstance(task_id, str):
                 return
-            runtime = runtime_for(app)
-            ids = revoked_ids_from_request(request, runtime.settings.revoke_scope)
-            runtime.fanout.in_background(runtime.fanout.cancel_ids, ids)
+            fanout = runtime_for(app).fanout
+            if expired:
+                fanout.in_background(fanout.handle_revoke, [task_id], Scope.TASK, False)
+            else:
+                fanout.in_background(fanout.handle_revoke, [task_id])
 
     def _on_before_task_publish(self, headers: Any = None, **_: Any) -> None:
         """Carry the publishing task's ancestry to the task it publishes (no I/O)."""
@@ -108,6 +124,10 @@ class CeleryIntegration:
             lineage = lineage_for_child(request, headers.get("id"))
             if lineage:
                 headers[LINEAGE_HEADER] = lineage
+
+
+#: The consumer bootsteps ``install`` adds to an app's workers.
+_STEPS = (RevokeListener, CancelSweep)
 
 
 def _uid(handler: Callable[..., None]) -> str:

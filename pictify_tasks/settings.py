@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ class PictifySettings:
     retry_after_max: float = 300.0
     #: Seconds between sweeps of unfinished cancels; 0 switches the sweep off.
     sweep_interval: float = 60.0
+    #: What every key of the state store starts with: apps sharing one Redis keep apart.
+    state_prefix: str = "pictify"
 
     def __post_init__(self) -> None:
         if self.api_key is not None:
@@ -123,10 +126,25 @@ class PictifySettings:
                 "pictify_cancel_max_attempts must be unset (no cap) or at least 1, "
                 f"got {attempts!r}"
             )
+        if not _PREFIX.fullmatch(self.state_prefix):
+            raise ImproperlyConfigured(
+                "pictify_state_prefix must be 1 to 64 letters, digits, '.', '_', ':' or '-', "
+                f"got {self.state_prefix!r}"
+            )
         if not isinstance(self.revoke_scope, Scope):
             raise ImproperlyConfigured(
                 f"pictify_revoke_scope must be a Scope, got {self.revoke_scope!r}"
             )
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a cancel's lease lasts: longer than one whole call, with room to spare."""
+        return 2 * self.timeout + 5.0
+
+    @property
+    def wanted_ttl(self) -> int:
+        """How long a wanted-cancel record is kept: the cancel's budget and an hour more."""
+        return int(self.cancel_deadline) + 3600
 
     def require_api_key(self) -> str:
         """The API key, or :class:`ImproperlyConfigured` saying how to set it."""
@@ -153,6 +171,7 @@ class PictifySettings:
             api_key=reader.get("pictify_api_key", str, None) or None,
             base_url=reader.get("pictify_base_url", str, DEFAULT_BASE_URL).rstrip("/"),
             state_url=state_url or None,
+            state_prefix=reader.get("pictify_state_prefix", str, defaults.state_prefix),
             **values,
         )
 
@@ -258,6 +277,8 @@ _KINDS: dict[Any, str] = {
 }
 
 #: Every setting read the same way: ``pictify_<name>`` in the config, then the environment.
+_PREFIX = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "timeout": _number,
     "cancel_max_attempts": _whole_number,

@@ -92,17 +92,32 @@ def store(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[StateStor
 # -- real workers: one per broker for a module of tests -----------------------------------
 
 
+def _module_worker(
+    request: pytest.FixtureRequest, broker: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    """A worker for one test module; the module's ``WORKER_ENV`` dict adds settings."""
+    redis_url = request.getfixturevalue("redis_url")
+    broker_url = redis_url if broker == "redis" else request.getfixturevalue("amqp_url")
+    log_dir = tmp_path_factory.mktemp(f"{request.module.__name__.rsplit('.', 1)[-1]}-{broker}")
+    env = dict(getattr(request.module, "WORKER_ENV", {}))
+    with worker_setup(broker, broker_url, redis_url, log_dir, **env) as setup:
+        yield setup
+
+
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])
 def setup(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Setup]:
     """The emulator and a real worker on each broker in turn (state and results on Redis)."""
-    broker_url = redis_url if request.param == "redis" else request.getfixturevalue("amqp_url")
-    log_dir = tmp_path_factory.mktemp(
-        f"{request.module.__name__.rsplit('.', 1)[-1]}-{request.param}"
-    )
-    with worker_setup(request.param, broker_url, redis_url, log_dir) as setup:
-        yield setup
+    yield from _module_worker(request, request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def redis_setup(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    """The emulator and a real worker on Redis, for what does not depend on the broker."""
+    yield from _module_worker(request, "redis", tmp_path_factory)
 
 
 # -- revoke-to-cancel timings, printed at the end of the run ---------------------------

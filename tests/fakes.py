@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -11,6 +12,7 @@ from celery import Celery
 from celery._state import _task_stack
 
 import pictify_tasks
+from pictify_tasks.store.records import WantedCancel
 
 
 def noop(*args: Any) -> None:
@@ -43,3 +45,27 @@ def running(task: Any, **fields: Any) -> Iterator[Any]:
     finally:
         _task_stack.pop()
         task.pop_request()
+
+
+class RecordingPublisher:
+    """A publisher that records what it was asked to publish, and on which thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.wanted: list[WantedCancel] = []
+        self.start_calls: list[list[str]] = []
+        self.threads: list[str] = []
+        self.called = threading.Event()
+
+    def cancels(self, wanted: Sequence[WantedCancel]) -> None:
+        self.calls.append([w.batch_id for w in wanted])
+        self.wanted.extend(wanted)
+        self._called()
+
+    def starts(self, start_ids: Sequence[str]) -> None:
+        self.start_calls.append(list(start_ids))
+        self._called()
+
+    def _called(self) -> None:
+        self.threads.append(threading.current_thread().name)
+        self.called.set()

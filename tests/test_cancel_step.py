@@ -15,8 +15,9 @@ from pictify_tasks import (
     RetryPolicy,
     ServerError,
 )
-from pictify_tasks.cancel import RetryLater, cancel_step
-from pictify_tasks.store import MemoryStore, OutcomeRecord
+from pictify_tasks.cancel import CancelContext, RetryLater, cancel_step
+from pictify_tasks.errors import CancelFailedError
+from pictify_tasks.store import MemoryStore, OutcomeRecord, StateStore, StateStoreError
 
 Answer = Union[CancelResult, BaseException]
 
@@ -39,18 +40,33 @@ class StubClient:
 CANCELLED = CancelResult("b1", "cancelled", "cancelled", "Batch cancelled")
 
 
-def _step(store: MemoryStore, client: StubClient, owner: str = "task-a", **kw: object):  # type: ignore[no-untyped-def]
-    return cancel_step(
-        "b1",
-        owner,
+ASKED = 1_700_000_000.0
+
+
+def _step(  # type: ignore[no-untyped-def]
+    store: StateStore,
+    client: StubClient,
+    owner: str = "task-a",
+    *,
+    now: float = ASKED + 1,
+    asked_at: float = ASKED,
+    max_attempts: int | None = 3,
+    deadline: float = 3600.0,
+    waits: int = 0,
+):
+    context = CancelContext(
         store=store,
         client=lambda: client,  # type: ignore[arg-type,return-value]
-        policy=RetryPolicy(max_attempts=3, backoff_base=1.0, backoff_max=10.0),
+        policy=RetryPolicy(
+            max_attempts=max_attempts, backoff_base=1.0, backoff_max=10.0, deadline=deadline
+        ),
         lease_seconds=30,
         ttl=3600,
+        asked_at=asked_at,
+        now=lambda: now,
         rand=lambda: 0.5,
-        **kw,  # type: ignore[arg-type]
     )
+    return cancel_step("b1", owner, context, waits=waits)
 
 
 def test_success_is_recorded_and_later_calls_make_no_request() -> None:
@@ -115,8 +131,13 @@ def test_the_last_attempt_fails_with_the_last_error_and_the_ledger_says_so() -> 
         3,
         True,
     )
-    # Not final: a later cancel of the batch tries again, with a fresh budget.
-    assert _step(store, client, owner="task-b").attempts == 1  # type: ignore[union-attr]
+    # A duplicate asked as early fails with it, without a request of its own...
+    with pytest.raises(CancelFailedError, match="failed for good after 3"):
+        _step(store, client, owner="task-b")
+    assert client.calls == 3
+    # ...but a cancel asked later tries again, with a fresh budget.
+    later = _step(store, client, owner="task-c", asked_at=ASKED + 100, now=ASKED + 101)
+    assert later.attempts == 1  # type: ignore[union-attr]
 
 
 def test_non_retryable_errors_fail_at_once() -> None:
@@ -137,3 +158,70 @@ def test_an_unexpected_exception_gives_the_lease_back() -> None:
     failure = store.cancel_state("b1").failure
     assert failure is not None and failure.error == "interrupted" and not failure.final
     assert _step(store, client, owner="task-b").outcome == "cancelled"  # type: ignore[union-attr]
+
+
+def test_retryable_errors_are_retried_until_the_deadline_not_a_count() -> None:
+    """With no attempt cap, 20 failures in a row are still retried inside the deadline."""
+    store = MemoryStore()
+    client = StubClient([ServerError("503", status=503)] * 20 + [CANCELLED])
+    for n in range(20):
+        decision = _step(store, client, max_attempts=None, now=ASKED + 10 * n)
+        assert isinstance(decision, RetryLater), n
+    result = _step(store, client, max_attempts=None, now=ASKED + 200)
+    assert isinstance(result, OutcomeRecord) and result.attempts == 21
+
+
+def test_past_the_deadline_a_retryable_error_fails_for_good() -> None:
+    store = MemoryStore()
+    client = StubClient([ServerError("503", status=503)] * 2)
+    assert isinstance(_step(store, client, max_attempts=None, deadline=60), RetryLater)
+    with pytest.raises(ServerError):
+        _step(store, client, max_attempts=None, deadline=60, now=ASKED + 61)
+    failure = store.cancel_state("b1").failure
+    assert failure is not None and failure.final and failure.attempts == 2
+
+
+def test_a_wait_never_goes_past_the_deadline() -> None:
+    store = MemoryStore()
+    client = StubClient([ServerError("503", status=503)] * 3)
+    for n in range(2):  # backoff ceilings 1 s, 2 s: nothing to clamp yet
+        assert isinstance(_step(store, client, max_attempts=None, deadline=10), RetryLater), n
+    decision = _step(store, client, max_attempts=None, deadline=10, now=ASKED + 9.5)
+    assert isinstance(decision, RetryLater) and decision.countdown <= 0.5
+
+
+def test_a_server_wait_past_the_deadline_ends_the_cancel_now() -> None:
+    store = MemoryStore()
+    client = StubClient([RateLimitError("429", status=429, retry_after=4.0)])
+    with pytest.raises(RateLimitError):
+        _step(store, client, max_attempts=None, deadline=10, now=ASKED + 8)
+
+
+class DownStore(MemoryStore):
+    """A store whose every call fails as an unreachable Redis would."""
+
+    def begin_cancel(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        raise StateStoreError("state store: ConnectionError: refused")
+
+
+def test_an_unreachable_store_is_retried_not_fatal() -> None:
+    client = StubClient([CANCELLED])
+    decision = _step(DownStore(), client, max_attempts=1)
+    assert isinstance(decision, RetryLater) and isinstance(decision.error, StateStoreError)
+    assert client.calls == 0
+    with pytest.raises(StateStoreError):
+        _step(DownStore(), client, deadline=60, now=ASKED + 61)
+
+
+class StoreFailsAfterThePost(MemoryStore):
+    def finish_cancel(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        raise StateStoreError("state store: TimeoutError")
+
+
+def test_a_store_failure_after_the_post_retries_the_post() -> None:
+    """The next step sends the same cancel again (the API replays it, same key)."""
+    store = StoreFailsAfterThePost()
+    client = StubClient([CANCELLED, CANCELLED])
+    decision = _step(store, client)
+    assert isinstance(decision, RetryLater) and isinstance(decision.error, StateStoreError)
+    assert client.calls == 1

@@ -940,3 +940,17 @@ def test_cli_help_shows_every_default() -> None:
     assert {"--port", "--rate-limit", "--quiet"} <= options
     assert text.count("(default: ") == len(options)
     assert "(default: 8765)" in text and "(default: pk_test_emulator)" in text
+
+
+def test_a_fault_with_every_applies_to_every_nth_matching_request(
+    emu: PictifyEmulator,
+) -> None:
+    fault = emu.inject(status=503, times=None, every=3, path_contains="/results")
+    batch_id = emu.create_batch()
+    url = f"{emu.base_url}/templates/batch/{batch_id}/results"
+    headers = {"Authorization": f"Bearer {emu.api_key}"}
+    statuses = [requests.get(url, headers=headers, timeout=5).status_code for _ in range(9)]
+    assert statuses == [200, 200, 503] * 3
+    assert fault.hits == 3
+    with pytest.raises(ValueError):
+        emu.inject(status=503, every=0)

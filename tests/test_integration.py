@@ -10,7 +10,6 @@ import gc
 import logging
 import threading
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,10 +25,9 @@ from pictify_tasks.revoke.links import (
     MAX_LINEAGE,
     BatchLinks,
     Scope,
-    revoked_ids_from_request,
 )
 from pictify_tasks.revoke.listener import RevokeListener
-from tests.fakes import memory_app, running
+from tests.fakes import RecordingPublisher, memory_app, running
 
 WAIT = 10.0
 
@@ -145,54 +143,10 @@ def test_uninstalling_an_app_that_is_not_installed_keeps_the_others_hooks(
     assert RevokeListener in app.steps["consumer"]
 
 
-# -- revoked_ids_from_request --------------------------------------------------------------------
-
-
-def test_revoked_ids_in_workflow_scope() -> None:
-    request = Context(id="t", root_id="r", group="g", parent_id="p")
-    assert revoked_ids_from_request(request, Scope.WORKFLOW) == ["t", "r", "g"]
-
-
-def test_revoked_ids_in_task_scope_are_only_the_own_id() -> None:
-    request = Context(id="t", root_id="r", group="g", parent_id="p")
-    assert revoked_ids_from_request(request, Scope.TASK) == ["t"]
-
-
-def test_revoked_ids_read_the_group_as_links_do() -> None:
-    """``group`` (what Celery's requests carry), else ``group_id``: the same as the links."""
-    only_id = SimpleNamespace(id="t", root_id="r", group_id="g2")
-    assert revoked_ids_from_request(only_id, Scope.WORKFLOW) == ["t", "r", "g2"]
-    both = SimpleNamespace(id="t", root_id="r", group_id="g2", group="g")
-    assert revoked_ids_from_request(both, Scope.WORKFLOW) == ["t", "r", "g"]
-    neither = SimpleNamespace(id="t", root_id="r", group_id=None, group="g")
-    assert revoked_ids_from_request(neither, Scope.WORKFLOW) == ["t", "r", "g"]
-
-
-def test_revoked_ids_drop_none_empty_repeated_and_missing_values() -> None:
-    assert revoked_ids_from_request(Context(id="t"), Scope.WORKFLOW) == ["t"]
-    assert revoked_ids_from_request(Context(id="t", root_id="t"), Scope.WORKFLOW) == ["t"]
-    assert revoked_ids_from_request(SimpleNamespace(id="t"), Scope.WORKFLOW) == ["t"]
-    garbage = SimpleNamespace(id="t", root_id="", group=5)
-    assert revoked_ids_from_request(garbage, Scope.WORKFLOW) == ["t"]
-    assert revoked_ids_from_request(SimpleNamespace(), Scope.WORKFLOW) == []
-    assert revoked_ids_from_request(SimpleNamespace(), Scope.TASK) == []
-
-
 # -- the task_revoked handler --------------------------------------------------------------------
 
 
-class Recorder:
-    """A publisher that records the batch ids and the thread it was called on."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-        self.threads: list[str] = []
-        self.called = threading.Event()
-
-    def __call__(self, batch_ids: list[str]) -> None:
-        self.calls.append(list(batch_ids))
-        self.threads.append(threading.current_thread().name)
-        self.called.set()
+Recorder = RecordingPublisher
 
 
 @pytest.fixture
@@ -214,10 +168,10 @@ def link(app: Celery, batch_id: str, workflow: set[str], task: set[str]) -> None
     assert runtime_for(app).store.link_batch(batch_id, links, 3600) == []
 
 
-def test_task_revoked_cancels_the_batches_of_the_root_on_a_background_thread(
+def test_task_revoked_cancels_the_tasks_batches_on_a_background_thread(
     app: Celery, enqueued: Recorder
 ) -> None:
-    link(app, "batch-1", {"root-1"}, {"root-1"})
+    link(app, "batch-1", {"child-1", "root-1"}, {"child-1", "root-1"})
     link(app, "batch-other", {"root-2"}, {"root-2"})
     revoked(app, id="child-1", root_id="root-1", parent_id="root-1", group=None)
     assert enqueued.called.wait(WAIT), "no cancel was enqueued"
@@ -225,13 +179,23 @@ def test_task_revoked_cancels_the_batches_of_the_root_on_a_background_thread(
     assert enqueued.calls == [["batch-1"]]
     assert enqueued.threads[0].startswith("pictify-hooks")
     assert enqueued.threads[0] != threading.current_thread().name
+    assert enqueued.wanted[0].reason == "revoked: child-1"
 
 
-def test_task_revoked_cancels_the_batches_of_the_group(app: Celery, enqueued: Recorder) -> None:
-    link(app, "batch-g", {"group-1"}, set())
-    revoked(app, id="member-1", root_id="member-1", group="group-1")
-    assert enqueued.called.wait(WAIT)
-    assert enqueued.calls == [["batch-g"]]
+def test_task_revoked_never_widens_to_the_root_or_the_group(
+    app: Celery, enqueued: Recorder
+) -> None:
+    """The signal hears the same id the listener would: the same id, the same batches.
+
+    A dispatcher's root or a group is not revoked because one of its tasks is.
+    """
+    link(app, "batch-sibling", {"root-1", "group-1", "sibling"}, {"root-1", "sibling"})
+    revoked(app, id="member-1", root_id="root-1", group="group-1")
+    drain(app)
+    assert enqueued.calls == []
+    # ...and neither the root nor the group is remembered as revoked.
+    links = BatchLinks(frozenset({"root-1", "group-1"}), frozenset({"root-1"}))
+    assert runtime_for(app).store.link_batch("batch-late", links, 3600) == []
 
 
 def test_task_revoked_in_task_scope_only_cancels_the_tasks_own_batches(
@@ -239,21 +203,35 @@ def test_task_revoked_in_task_scope_only_cancels_the_tasks_own_batches(
 ) -> None:
     app.conf.pictify_revoke_scope = "task"
     runtime_for(app).reset()
-    link(app, "batch-root", {"root-1"}, {"root-1"})
+    link(app, "batch-pred", {"root-1", "child-1"}, {"root-1"})  # child-1 is its chain successor
     link(app, "batch-own", {"root-1"}, {"child-1", "root-1"})
     revoked(app, id="child-1", root_id="root-1", group="group-1")
     drain(app)
     assert enqueued.calls == [["batch-own"]]
 
 
-def test_task_revoked_remembers_the_ids_for_batches_linked_later(
+def test_an_expired_task_cancels_only_its_own_batches_and_is_not_remembered(
+    app: Celery, enqueued: Recorder
+) -> None:
+    """Nobody revoked it: workflow scope would reach its chain predecessor's batch."""
+    link(app, "batch-pred", {"root-1", "late-1"}, {"root-1"})
+    link(app, "batch-own", {"root-1", "late-1"}, {"late-1", "root-1"})
+    request = Context(id="late-1", root_id="root-1")
+    task_revoked.send(sender=app.tasks["proj.child"], request=request, expired=True)
+    drain(app)
+    assert enqueued.calls == [["batch-own"]]
+    links = BatchLinks(frozenset({"late-1"}), frozenset({"late-1"}))
+    assert runtime_for(app).store.link_batch("batch-later", links, 3600) == []
+
+
+def test_task_revoked_remembers_the_id_for_batches_linked_later(
     app: Celery, enqueued: Recorder
 ) -> None:
     revoked(app, id="child-1", root_id="root-1")
     drain(app)
     assert enqueued.calls == []
-    links = BatchLinks(frozenset({"root-1"}), frozenset({"root-1"}))
-    assert runtime_for(app).store.link_batch("batch-late", links, 3600) == ["root-1"]
+    links = BatchLinks(frozenset({"child-1"}), frozenset({"child-1"}))
+    assert runtime_for(app).store.link_batch("batch-late", links, 3600) == ["child-1"]
 
 
 class Exploding:
@@ -308,7 +286,7 @@ def test_task_revoked_of_an_app_that_is_not_installed_is_ignored(
     assert other.calls == []
     assert errors_logged(caplog) == []
     # Nothing was remembered as revoked either: the batch is still found as running.
-    assert runtime.store.revoke_ids(["root-1"], Scope.WORKFLOW, None) == ["batch-1"]
+    assert runtime.store.revoke_ids(["root-1"], Scope.WORKFLOW, None).batches == ["batch-1"]
 
 
 @pytest.mark.parametrize(

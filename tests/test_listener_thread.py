@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Callable
 
 import pytest
 from celery import Celery
@@ -13,8 +14,14 @@ from pictify_tasks.revoke.links import stamp_link_id
 from pictify_tasks.revoke.listener import _ListenerThread
 
 
-def listener(on_ids: object) -> _ListenerThread:
-    return _ListenerThread(Celery("catch-up", set_as_current=False), "node", on_ids)  # type: ignore[arg-type]
+def listener(on_ids: Callable[[list[str]], object]) -> _ListenerThread:
+    """A listener thread (not started) whose handler records the ids and says "handled"."""
+
+    def handled(ids: list[str]) -> bool:
+        on_ids(ids)
+        return True
+
+    return _ListenerThread(Celery("catch-up", set_as_current=False), "node", handled)
 
 
 def revoke_message(*task_ids: str) -> dict[str, object]:
@@ -78,3 +85,22 @@ def test_a_failing_handler_or_a_junk_message_is_logged_and_the_thread_goes_on(
     assert len(errors) == 1 and "failed" in errors[0].getMessage()
     assert errors[0].exc_info is not None and isinstance(errors[0].exc_info[1], RuntimeError)
     assert heard == [["y"]]  # the next revoke is still handled
+
+
+def test_a_revoke_kept_for_later_is_not_marked_seen() -> None:
+    """When the store was down the fan-out keeps it; the catch-up may try it again too."""
+    calls: list[list[str]] = []
+
+    def kept(ids: list[str]) -> bool:
+        calls.append(ids)
+        return False
+
+    thread = _ListenerThread(Celery("catch-up", set_as_current=False), "node", kept)
+    task_id = f"kept-{uuid.uuid4().hex}"
+    thread._on_message(revoke_message(task_id), None)
+    state.revoked.add(task_id)
+    try:
+        thread._catch_up()
+        assert calls == [[task_id], [task_id]]
+    finally:
+        state.revoked.discard(task_id)

@@ -15,7 +15,7 @@ from pictify_tasks import BatchNotFoundError, InvalidBatchIdError
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.testing import PictifyEmulator
-from tests.fakes import memory_app, running
+from tests.fakes import RecordingPublisher, memory_app, running
 from tests.test_links import A, B, C, sig
 
 TTL = 3600
@@ -39,10 +39,10 @@ def app() -> Iterator[Celery]:
 
 @pytest.fixture
 def enqueued(app: Celery) -> list[list[str]]:
-    """The batch ids each ``enqueue_cancels`` of the app's runtime was called with."""
-    calls: list[list[str]] = []
-    runtime_for(app).fanout.publisher = lambda batch_ids: calls.append(list(batch_ids))
-    return calls
+    """The batch ids of each publish of cancels by the app's fan-out."""
+    publisher = RecordingPublisher()
+    runtime_for(app).fanout.publisher = publisher
+    return publisher.calls
 
 
 def test_track_batch_outside_a_task_needs_a_workflow_id(app: Celery) -> None:
@@ -54,7 +54,7 @@ def test_track_batch_outside_a_task_needs_a_workflow_id(app: Celery) -> None:
 def test_track_batch_rejects_bad_batch_ids(app: Celery, bad: Any) -> None:
     with pytest.raises(InvalidBatchIdError):
         pictify_tasks.track_batch(bad, workflow_id="wf-1", app=app)
-    assert runtime_for(app).store.revoke_ids(["wf-1"], Scope.WORKFLOW, None) == []
+    assert runtime_for(app).store.revoke_ids(["wf-1"], Scope.WORKFLOW, None).batches == []
 
 
 def test_track_batch_rejects_a_bad_workflow_id(app: Celery) -> None:
@@ -68,8 +68,8 @@ def test_track_batch_with_a_workflow_id_links_under_it(
     found = pictify_tasks.track_batch("batch-1", workflow_id="wf-1", app=app)
     assert found == BatchLinks(frozenset({"wf-1"}), frozenset({"wf-1"}))
     store = runtime_for(app).store
-    assert store.revoke_ids(["wf-1"], Scope.WORKFLOW, None) == ["batch-1"]
-    assert store.revoke_ids(["wf-1"], Scope.TASK, None) == ["batch-1"]
+    assert store.revoke_ids(["wf-1"], Scope.WORKFLOW, None).batches == ["batch-1"]
+    assert store.revoke_ids(["wf-1"], Scope.TASK, None).batches == ["batch-1"]
     assert enqueued == []
 
 
@@ -81,9 +81,9 @@ def test_track_batch_inside_a_task_links_under_its_request(
         found = pictify_tasks.track_batch("batch-1")
     assert found.workflow == {A, B, C} and found.task == {A, B}
     store = runtime_for(app).store
-    assert store.revoke_ids([C], Scope.WORKFLOW, None) == ["batch-1"]
-    assert store.revoke_ids([C], Scope.TASK, None) == []
-    assert store.revoke_ids([A], Scope.TASK, None) == ["batch-1"]
+    assert store.revoke_ids([C], Scope.WORKFLOW, None).batches == ["batch-1"]
+    assert store.revoke_ids([C], Scope.TASK, None).batches == []
+    assert store.revoke_ids([A], Scope.TASK, None).batches == ["batch-1"]
     assert enqueued == []
 
 
@@ -99,7 +99,7 @@ def test_track_batch_inside_an_eager_task_links_under_its_request(
     with running(app.tasks["proj.a"], id=A, root_id=A, is_eager=True):
         found = pictify_tasks.track_batch("batch-1")
     assert A in found.task
-    assert runtime_for(app).store.revoke_ids([A], Scope.WORKFLOW, None) == ["batch-1"]
+    assert runtime_for(app).store.revoke_ids([A], Scope.WORKFLOW, None).batches == ["batch-1"]
 
 
 def _eager_app(emulator: PictifyEmulator) -> Celery:

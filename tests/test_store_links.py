@@ -21,16 +21,16 @@ def links(workflow: set[str], task: set[str] | None = None) -> BatchLinks:
 def test_a_batch_is_found_under_its_ids_for_each_scope(store: StateStore) -> None:
     assert store.link_batch("b1", links({"root", "next"}, {"own", "root"}), TTL) == []
     for link_id in ("own", "root", "next"):
-        assert store.revoke_ids([link_id], Scope.WORKFLOW, None) == ["b1"], link_id
-    assert store.revoke_ids(["own"], Scope.TASK, None) == ["b1"]
-    assert store.revoke_ids(["root"], Scope.TASK, None) == ["b1"]
+        assert store.revoke_ids([link_id], Scope.WORKFLOW, None).batches == ["b1"], link_id
+    assert store.revoke_ids(["own"], Scope.TASK, None).batches == ["b1"]
+    assert store.revoke_ids(["root"], Scope.TASK, None).batches == ["b1"]
 
 
 def test_an_id_only_in_the_workflow_set_is_not_found_under_scope_task(store: StateStore) -> None:
     store.link_batch("b1", links({"chain-successor", "group"}, {"own"}), TTL)
-    assert store.revoke_ids(["chain-successor"], Scope.TASK, None) == []
-    assert store.revoke_ids(["group", "chain-successor"], Scope.TASK, None) == []
-    assert store.revoke_ids(["chain-successor"], Scope.WORKFLOW, None) == ["b1"]
+    assert store.revoke_ids(["chain-successor"], Scope.TASK, None).batches == []
+    assert store.revoke_ids(["group", "chain-successor"], Scope.TASK, None).batches == []
+    assert store.revoke_ids(["chain-successor"], Scope.WORKFLOW, None).batches == ["b1"]
 
 
 def test_a_finished_batch_is_no_longer_found(store: StateStore) -> None:
@@ -38,43 +38,43 @@ def test_a_finished_batch_is_no_longer_found(store: StateStore) -> None:
     store.link_batch("b2", links({"wf"}, {"own"}), TTL)
     store.finish_batch("b1", TTL)
     for scope, link_id in ((Scope.WORKFLOW, "wf"), (Scope.WORKFLOW, "own"), (Scope.TASK, "own")):
-        assert store.revoke_ids([link_id], scope, None) == ["b2"], (scope, link_id)
+        assert store.revoke_ids([link_id], scope, None).batches == ["b2"], (scope, link_id)
     store.finish_batch("b2", TTL)
-    assert store.revoke_ids(["wf", "own"], Scope.WORKFLOW, None) == []
-    assert store.revoke_ids(["own"], Scope.TASK, None) == []
+    assert store.revoke_ids(["wf", "own"], Scope.WORKFLOW, None).batches == []
+    assert store.revoke_ids(["own"], Scope.TASK, None).batches == []
 
 
 def test_finishing_an_unknown_batch_is_harmless(store: StateStore) -> None:
     store.link_batch("b1", links({"wf"}), TTL)
     store.finish_batch("never-linked", TTL)
-    assert store.revoke_ids(["wf"], Scope.WORKFLOW, None) == ["b1"]
+    assert store.revoke_ids(["wf"], Scope.WORKFLOW, None).batches == ["b1"]
 
 
 def test_several_batches_under_one_id(store: StateStore) -> None:
     for batch_id in ("b1", "b2", "b3"):
         store.link_batch(batch_id, links({"wf"}, {"root"}), TTL)
-    assert sorted(store.revoke_ids(["wf"], Scope.WORKFLOW, None)) == ["b1", "b2", "b3"]
-    assert sorted(store.revoke_ids(["root"], Scope.TASK, None)) == ["b1", "b2", "b3"]
+    assert sorted(store.revoke_ids(["wf"], Scope.WORKFLOW, None).batches) == ["b1", "b2", "b3"]
+    assert sorted(store.revoke_ids(["root"], Scope.TASK, None).batches) == ["b1", "b2", "b3"]
     store.finish_batch("b2", TTL)
-    assert sorted(store.revoke_ids(["wf"], Scope.WORKFLOW, None)) == ["b1", "b3"]
+    assert sorted(store.revoke_ids(["wf"], Scope.WORKFLOW, None).batches) == ["b1", "b3"]
 
 
 def test_one_batch_under_several_ids_is_returned_once(store: StateStore) -> None:
     store.link_batch("b1", links({"x", "y", "z"}, {"x", "y"}), TTL)
     store.link_batch("b2", links({"z"}), TTL)
-    found = store.revoke_ids(["x", "y", "z", "x"], Scope.WORKFLOW, None)
+    found = store.revoke_ids(["x", "y", "z", "x"], Scope.WORKFLOW, None).batches
     assert sorted(found) == ["b1", "b2"]
-    assert store.revoke_ids(["x", "y", "z"], Scope.TASK, None) == ["b1"]
+    assert store.revoke_ids(["x", "y", "z"], Scope.TASK, None).batches == ["b1"]
 
 
 def test_linking_twice_keeps_one_batch(store: StateStore) -> None:
     store.link_batch("b1", links({"wf"}), TTL)
     store.link_batch("b1", links({"wf", "more"}), TTL)
-    assert store.revoke_ids(["wf", "more"], Scope.WORKFLOW, None) == ["b1"]
+    assert store.revoke_ids(["wf", "more"], Scope.WORKFLOW, None).batches == ["b1"]
 
 
 def test_revoked_ids_are_remembered_with_a_ttl(store: StateStore) -> None:
-    assert store.revoke_ids(["wf", "other"], Scope.WORKFLOW, TTL) == []
+    assert store.revoke_ids(["wf", "other"], Scope.WORKFLOW, TTL).batches == []
     assert store.link_batch("b1", links({"wf", "unrelated"}, {"own"}), TTL) == ["wf"]
     assert store.link_batch("b2", links({"unrelated"}, {"own"}), TTL) == []
     # both revoked ids named by one batch are both reported
@@ -87,29 +87,29 @@ def test_remembering_does_not_depend_on_the_scope_of_the_batch_set(store: StateS
 
 
 def test_revoked_ids_are_not_remembered_without_a_ttl(store: StateStore) -> None:
-    assert store.revoke_ids(["wf"], Scope.WORKFLOW, None) == []
-    assert store.revoke_ids(["wf"], Scope.TASK, None) == []
+    assert store.revoke_ids(["wf"], Scope.WORKFLOW, None).batches == []
+    assert store.revoke_ids(["wf"], Scope.TASK, None).batches == []
     assert store.link_batch("b1", links({"wf"}, {"wf"}), TTL) == []
 
 
 def test_revoking_still_finds_running_batches_while_it_remembers(store: StateStore) -> None:
     store.link_batch("b1", links({"wf"}), TTL)
-    assert store.revoke_ids(["wf"], Scope.WORKFLOW, TTL) == ["b1"]
-    assert store.revoke_ids(["wf"], Scope.WORKFLOW, TTL) == ["b1"]  # until it is finished
+    assert store.revoke_ids(["wf"], Scope.WORKFLOW, TTL).batches == ["b1"]
+    assert store.revoke_ids(["wf"], Scope.WORKFLOW, TTL).batches == ["b1"]  # until it is finished
 
 
 def test_unknown_ids_find_nothing(store: StateStore) -> None:
-    assert store.revoke_ids(["nope"], Scope.WORKFLOW, None) == []
-    assert store.revoke_ids(["nope", "nada"], Scope.TASK, None) == []
-    assert store.revoke_ids([], Scope.WORKFLOW, None) == []
+    assert store.revoke_ids(["nope"], Scope.WORKFLOW, None).batches == []
+    assert store.revoke_ids(["nope", "nada"], Scope.TASK, None).batches == []
+    assert store.revoke_ids([], Scope.WORKFLOW, None).batches == []
     store.link_batch("b1", links({"wf"}), TTL)
-    assert store.revoke_ids(["nope"], Scope.WORKFLOW, TTL) == []
+    assert store.revoke_ids(["nope"], Scope.WORKFLOW, TTL).batches == []
 
 
 def test_a_batch_with_no_links_is_harmless(store: StateStore) -> None:
     assert store.link_batch("b1", BatchLinks(frozenset(), frozenset()), TTL) == []
     store.finish_batch("b1", TTL)
-    assert store.revoke_ids(["b1"], Scope.WORKFLOW, None) == []
+    assert store.revoke_ids(["b1"], Scope.WORKFLOW, None).batches == []
 
 
 def test_memory_links_and_revokes_expire() -> None:
@@ -118,7 +118,7 @@ def test_memory_links_and_revokes_expire() -> None:
     store.link_batch("b1", links({"wf"}), 10)
     store.revoke_ids(["gone"], Scope.WORKFLOW, 10)
     now[0] += 11
-    assert store.revoke_ids(["wf"], Scope.WORKFLOW, None) == []
+    assert store.revoke_ids(["wf"], Scope.WORKFLOW, None).batches == []
     assert store.link_batch("b2", links({"gone"}), 10) == []
 
 

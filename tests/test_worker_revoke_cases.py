@@ -8,22 +8,20 @@ depend on the broker.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from celery import chain, chord, group
 
 import pictify_tasks
-from tests.workers import Setup, worker_setup
+from tests.workers import Setup
 from tests.workflows import after, cancel_of, polling, settled, start, wait, waiting_chain
 
 pytestmark = pytest.mark.worker
 
 
 @pytest.fixture(scope="module")
-def redis_only(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    with worker_setup("redis", redis_url, redis_url, tmp_path_factory.mktemp("cases")) as setup:
-        yield setup
+def redis_only(redis_setup: Setup) -> Setup:
+    return redis_setup
 
 
 def test_root_revoked_after_the_start_finished(redis_only: Setup) -> None:

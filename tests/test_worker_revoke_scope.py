@@ -3,22 +3,21 @@ descendants only, found through the lineage carried in message headers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from celery import chain
 
-from tests.workers import Setup, worker_setup
+from tests.workers import Setup
 from tests.workflows import ROWS, TEMPLATE, after, cancel_of, polling, settled, wait
 
 pytestmark = pytest.mark.worker
 
 
+WORKER_ENV = {"PICTIFY_REVOKE_SCOPE": "task"}
+
+
 @pytest.fixture(scope="module")
-def task_scope(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    log_dir = tmp_path_factory.mktemp("scope-task")
-    with worker_setup("redis", redis_url, redis_url, log_dir, PICTIFY_REVOKE_SCOPE="task") as setup:
-        yield setup
+def task_scope(redis_setup: Setup) -> Setup:
+    return redis_setup
 
 
 def test_an_ancestor_three_steps_up_reaches_the_batch(task_scope: Setup) -> None:

@@ -42,3 +42,19 @@ def render_and_hold(self: object, template_uid: str, release_key: str) -> str:
     while time.monotonic() < deadline and not state.exists(release_key):
         time.sleep(0.05)
     return start.batch_id
+
+
+@app.task(name="tests.dispatch")
+def dispatch(template_uid: str) -> list[str]:
+    """A dispatcher: launches two independent workflows and a housekeeping task that expires.
+
+    All three share the dispatcher as their root. Returns the three task ids.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    start = app.tasks["pictify.start_batch"]
+    first = start.apply_async((template_uid, [{"n": 1}]))
+    second = start.apply_async((template_uid, [{"n": 2}]))
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    expired = app.tasks["tests.after"].apply_async(("housekeeping",), expires=past)
+    return [first.id, second.id, expired.id]

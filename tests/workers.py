@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -19,16 +20,19 @@ from pictify_tasks.testing import worker as testing_worker
 from pictify_tasks.testing.worker import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+#: A folder holding another version of ``pictify_tasks`` for the workers to run, to
+#: check that a test fails on the code before a fix (see CONTRIBUTING in the README).
+_OTHER_PACKAGE = [p for p in [os.environ.get("PICTIFY_TEST_WORKER_PACKAGE")] if p]
 
 
-def client_app(broker_url: str, result_url: str, queue: str) -> Celery:
+def client_app(broker_url: str, result_url: str, queue: str, state_url: str) -> Celery:
     """The caller's side of the test app: the same broker, queue and state as the worker's."""
     return testing_worker.caller_app(
         "pictify_tests_client",
         broker_url=broker_url,
         result_url=result_url,
         queue=queue,
-        pictify_state_url=result_url,
+        pictify_state_url=state_url,
     )
 
 
@@ -48,8 +52,9 @@ def run_worker(
         result_url=result_url,
         queue=queue,
         log_dir=log_dir,
-        env=env,
-        pythonpath=[str(ROOT)],
+        # PYTHONSAFEPATH: the worker's working folder must not come before the other package.
+        env={**env, "PYTHONSAFEPATH": "1"} if _OTHER_PACKAGE else env,
+        pythonpath=[*_OTHER_PACKAGE, str(ROOT)],
         **kwargs,
     )
 
@@ -100,14 +105,27 @@ class Setup:
 
 @contextmanager
 def worker_setup(
-    broker: str, broker_url: str, redis_url: str, log_dir: Path, **env_overrides: str
+    broker: str,
+    broker_url: str,
+    redis_url: str,
+    log_dir: Path,
+    *,
+    state_url: str | None = None,
+    **env_overrides: str,
 ) -> Iterator[Setup]:
-    """Everything a module of worker tests shares; checks the key never reached the log."""
+    """Everything a module of worker tests shares; checks the key never reached the log.
+
+    Results go to ``redis_url``; the package's state too, unless ``state_url``.
+    """
     queue = f"pictify-tests-{uuid.uuid4().hex[:8]}"
     api_key = f"pk_test_{uuid.uuid4().hex}"
+    state_url = state_url or redis_url
+    # A prefix per module: its sweep, lock and links never meet another module's.
+    prefix = f"pictify-test-{uuid.uuid4().hex[:8]}"
     env = {
         "PICTIFY_API_KEY": api_key,
-        "PICTIFY_STATE_URL": redis_url,
+        "PICTIFY_STATE_URL": state_url,
+        "PICTIFY_STATE_PREFIX": prefix,
         "PICTIFY_TIMEOUT": "2",
         "PICTIFY_RETRY_BACKOFF_BASE": "0.05",
         "PICTIFY_RETRY_BACKOFF_MAX": "0.3",
@@ -119,8 +137,9 @@ def worker_setup(
         with run_worker(
             broker_url=broker_url, result_url=redis_url, queue=queue, env=env, log_dir=log_dir
         ) as worker:
-            app = client_app(broker_url, redis_url, queue)
-            store = RedisStore(redis.Redis.from_url(redis_url))
+            app = client_app(broker_url, redis_url, queue, state_url)
+            app.conf.pictify_state_prefix = prefix
+            store = RedisStore(redis.Redis.from_url(state_url), prefix=prefix)
             try:
                 yield Setup(
                     broker, app, emulator, worker, store, queue, broker_url, redis_url, env, log_dir

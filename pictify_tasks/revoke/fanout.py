@@ -3,8 +3,9 @@
 Every way of noticing a revoke (the ``task_revoked`` signal, the control
 listener, :func:`~pictify_tasks.revoke_workflow`, ``pictify.cancel_workflow``)
 ends in :meth:`Fanout.cancel_ids`. The ledger makes the cancels exactly one
-per batch however many paths fire; the fan-out only spares the broker the
-duplicates one process would publish within a few seconds.
+per batch however many paths fire; the fan-out spares the broker the
+duplicates one process would publish within a few seconds, and keeps what it
+could not do (the store or the broker down) to do it again later.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Protocol
 
 from pictify_tasks._guard import logged_not_raised
-from pictify_tasks.names import CANCEL_BATCH
+from pictify_tasks.revoke.backlog import Backlog
 from pictify_tasks.revoke.links import Scope
 from pictify_tasks.settings import PictifySettings
 from pictify_tasks.store.base import StateStore
+from pictify_tasks.store.records import WantedCancel
 
-__all__ = ["CeleryPublisher", "Fanout", "Publisher"]
+__all__ = ["Fanout", "Publisher"]
 
 logger = logging.getLogger("pictify_tasks.revoke")
 
@@ -33,28 +34,13 @@ RECENT_SECONDS = 10.0
 
 
 class Publisher(Protocol):
-    """Publishes one ``pictify.cancel_batch`` per batch id (the seam tests replace)."""
+    """Publishes the package's cancel tasks (the seam tests replace)."""
 
-    def __call__(self, batch_ids: Sequence[str]) -> None: ...
+    def cancels(self, wanted: Sequence[WantedCancel]) -> None:
+        """One ``pictify.cancel_batch`` per wanted cancel."""
 
-
-class CeleryPublisher:
-    """Publishes cancel tasks of ``app`` over one producer (one connection for them all).
-
-    It holds the app weakly: the runtime that owns it lives as long as the app.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self._app = weakref.ref(app)
-
-    def __call__(self, batch_ids: Sequence[str]) -> None:
-        app = self._app()
-        if app is None:
-            raise RuntimeError("the Celery app is gone")
-        task = app.tasks[CANCEL_BATCH]
-        with app.producer_or_acquire() as producer:
-            for batch_id in batch_ids:
-                task.apply_async((batch_id,), producer=producer)
+    def starts(self, start_ids: Sequence[str]) -> None:
+        """One ``pictify.cancel_start`` per start whose batch id is not known."""
 
 
 class Fanout:
@@ -80,27 +66,60 @@ class Fanout:
         self._recent: dict[str, float] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._executor_pid = 0
+        self.backlog = Backlog()
 
-    def cancel_ids(self, ids: Iterable[str], scope: Scope | None = None) -> list[str]:
+    def cancel_ids(
+        self, ids: Iterable[str], scope: Scope | None = None, *, remember: bool = True
+    ) -> list[str]:
         """Cancel the running batches linked under any of ``ids``; return their ids.
 
-        The ids are remembered as revoked for ``pictify_link_ttl``, so a batch
-        linked under one of them later is cancelled as soon as it is linked.
+        With ``remember`` the ids are remembered as revoked for
+        ``pictify_link_ttl``, so a batch linked under one of them later is
+        cancelled as soon as it is linked. Raises when the store cannot be
+        reached (see :meth:`handle_revoke` for the caller that must not).
         """
         unique = list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
         if not unique:
             return []
         settings = self._settings()
-        batches = self._store().revoke_ids(
-            unique, scope or settings.revoke_scope, settings.link_ttl
-        )
-        if batches:
-            logger.info("revoke of %s: cancelling batches %s", unique, batches)
-            self.enqueue(batches)
-        return batches
+        ttl = settings.link_ttl if remember else None
+        found = self._store().revoke_ids(unique, scope or settings.revoke_scope, ttl)
+        if found.batches or found.starts:
+            logger.info(
+                "revoke of %s: cancelling batches %s%s",
+                unique,
+                found.batches,
+                f" and the starts {found.starts}" if found.starts else "",
+            )
+        if found.batches:
+            self.enqueue(found.batches, reason=f"revoked: {unique[0]}")
+        if found.starts:
+            self._publish_or_keep(lambda: self.publisher.starts(found.starts), "starts")
+        return found.batches
 
-    def enqueue(self, batch_ids: Sequence[str]) -> None:
-        """Publish a cancel per batch not enqueued by this process lately."""
+    def handle_revoke(
+        self, ids: Sequence[str], scope: Scope | None = None, remember: bool = True
+    ) -> bool:
+        """:meth:`cancel_ids`, or keep the ids to try again when it fails; never raises.
+
+        Returns whether the revoke was handled now (``False``: kept for later).
+        """
+        try:
+            self.cancel_ids(ids, scope, remember=remember)
+            return True
+        except Exception as exc:
+            logger.warning("revoke of %s kept to try again: %s", list(ids), exc)
+            self.backlog.keep(
+                f"revoke of {list(ids)}", lambda: self.cancel_ids(ids, scope, remember=remember)
+            )
+            return False
+
+    def enqueue(self, batch_ids: Sequence[str], *, reason: str = "") -> None:
+        """Publish a cancel per batch not enqueued by this process lately.
+
+        Each is recorded as wanted first (a second line against a lost
+        message); a publish that fails is kept and tried again.
+        """
         now = self._clock()
         with self._lock:
             self._recent = {b: t for b, t in self._recent.items() if now - t < RECENT_SECONDS}
@@ -108,7 +127,9 @@ class Fanout:
             for batch_id in fresh:
                 self._recent[batch_id] = now
         if fresh:
-            self.publisher(fresh)
+            asked_at = time.time()
+            wanted = [WantedCancel(b, asked_at, reason) for b in fresh]
+            self._publish_or_keep(lambda: self.publisher.cancels(wanted), f"cancels of {fresh}")
 
     def in_background(self, function: Callable[..., Any], *args: Any) -> None:
         """Run ``function(*args)`` on this process's background thread; log, never raise.
@@ -123,6 +144,13 @@ class Fanout:
                 self._executor_pid = pid
             executor = self._executor
         executor.submit(_run_logged, function, *args)
+
+    def _publish_or_keep(self, publish: Callable[[], None], what: str) -> None:
+        try:
+            publish()
+        except Exception as exc:
+            logger.warning("publishing %s failed, kept to try again: %s", what, exc)
+            self.backlog.keep(f"publishing {what}", publish)
 
 
 def _run_logged(function: Callable[..., Any], *args: Any) -> None:

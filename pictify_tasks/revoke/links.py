@@ -26,7 +26,6 @@ __all__ = [
     "links_from_request",
     "request_group",
     "result_ids",
-    "revoked_ids_from_request",
     "stamp_link_id",
     "stamp_link_ids",
 ]
@@ -63,6 +62,14 @@ class BatchLinks:
         return [(Scope.WORKFLOW, i) for i in sorted(self.workflow)] + [
             (Scope.TASK, i) for i in sorted(self.task)
         ]
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> BatchLinks:
+        """The links of :meth:`pairs` (as a record stores them) back as a value."""
+        pairs = list(pairs)
+        workflow = frozenset(i for scope, i in pairs if scope == Scope.WORKFLOW.value)
+        task = frozenset(i for scope, i in pairs if scope == Scope.TASK.value)
+        return cls(workflow, task)
 
     def plus(self, ids: Iterable[str]) -> BatchLinks:
         """These links and ``ids`` in both scopes."""
@@ -127,14 +134,6 @@ def links_from_request(request: Any) -> BatchLinks:
         related |= _signature_ids(_request_value(request, name))
     task_ids = {own, *ancestors, *stamp_ids}
     return BatchLinks(workflow=frozenset(task_ids | related), task=frozenset(task_ids))
-
-
-def revoked_ids_from_request(request: Any, scope: Scope) -> list[str]:
-    """The ids a revoked task's request stands for: in workflow scope, its workflow too."""
-    ids = [_request_value(request, "id")]
-    if scope is Scope.WORKFLOW:
-        ids += [_request_value(request, "root_id"), request_group(request)]
-    return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
 
 
 def lineage_for_child(request: Any, child_id: Any) -> list[str]:

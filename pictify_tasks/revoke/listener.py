@@ -20,12 +20,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from celery import bootsteps
 from kombu.entity import Queue
 from kombu.messaging import Consumer
 
 from pictify_tasks._guard import logged_not_raised
 from pictify_tasks._runtime import runtime_for
+from pictify_tasks._steps import ThreadStep
 from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.revoke.links import stamp_link_ids
 
@@ -131,7 +131,7 @@ class _ListenerThread(threading.Thread):
     revokes loaded from the worker's ``--statedb``.
     """
 
-    def __init__(self, app: Any, hostname: str, on_notice: Callable[[list[str]], Any]) -> None:
+    def __init__(self, app: Any, hostname: str, on_notice: Callable[[list[str]], bool]) -> None:
         super().__init__(name="pictify-revoke-listener", daemon=True)
         self._app = app
         self._hostname = hostname
@@ -201,11 +201,13 @@ class _ListenerThread(threading.Thread):
 
     def _handle(self, notice: RevokeNotice) -> None:
         with logged_not_raised(logger, f"handling {notice}"):
-            self._seen.add(notice.task_ids)
-            self._on_notice(notice.link_ids())
+            # Seen only once handled: a revoke kept for later (the store was
+            # down) is handled again by the catch-up after a reconnect too.
+            if self._on_notice(notice.link_ids()):
+                self._seen.add(notice.task_ids)
 
 
-class RevokeListener(bootsteps.StartStopStep):  # type: ignore[misc]
+class RevokeListener(ThreadStep):
     """Consumer bootstep; starts after the Tasks step (so after Mingle).
 
     Like Celery's own ``Control`` step it is only included where it can work:
@@ -213,11 +215,6 @@ class RevokeListener(bootsteps.StartStopStep):  # type: ignore[misc]
     """
 
     label = "pictify revoke listener"
-    requires = ("celery.worker.consumer.tasks:Tasks",)
-
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self._thread: _ListenerThread | None = None
 
     def include_if(self, parent: Any) -> bool:
         if not runtime_for(parent.app).settings.revoke_listener:
@@ -225,18 +222,6 @@ class RevokeListener(bootsteps.StartStopStep):  # type: ignore[misc]
             return False
         return bool(parent.conninfo.supports_exchange_type("fanout"))
 
-    def start(self, parent: Any) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return  # a consumer restart: our own connection did not go anywhere
+    def make_thread(self, parent: Any) -> threading.Thread:
         fanout = runtime_for(parent.app).fanout
-        self._thread = _ListenerThread(parent.app, str(parent.hostname), fanout.cancel_ids)
-        self._thread.start()
-
-    def stop(self, parent: Any) -> None:
-        """Keep listening across consumer restarts; :meth:`shutdown` ends it."""
-
-    def shutdown(self, parent: Any) -> None:
-        if self._thread is not None:
-            self._thread.stopping.set()
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        return _ListenerThread(parent.app, str(parent.hostname), fanout.handle_revoke)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pictify_tasks.store.base import CancelBegin, CancelState, StateStore
+from pictify_tasks.store.base import (
+    CancelBegin,
+    CancelState,
+    RevokedWork,
+    StateStore,
+    StateStoreError,
+)
 from pictify_tasks.store.memory import MemoryStore
-from pictify_tasks.store.records import FailureRecord, OutcomeRecord
+from pictify_tasks.store.records import FailureRecord, OutcomeRecord, StartRequest, WantedCancel
 from pictify_tasks.store.redis_store import RedisStore
 
 __all__ = [
@@ -14,5 +20,9 @@ __all__ = [
     "MemoryStore",
     "OutcomeRecord",
     "RedisStore",
+    "RevokedWork",
+    "StartRequest",
     "StateStore",
+    "StateStoreError",
+    "WantedCancel",
 ]

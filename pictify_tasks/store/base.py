@@ -1,42 +1,62 @@
-"""What the package keeps between tasks: the cancel ledger and the workflow links.
+"""What the package keeps between tasks: the cancel ledger, the links, the pending starts.
 
 The ledger records each batch's final cancel outcome once (a fact), a lease
-saying which task is cancelling it right now, that task's attempt count, and
-the last failure (not final). Outcomes are facts; leases, counts and errors
-may expire without losing a cancel.
+saying which task is cancelling it right now, the batch's attempt count
+(shared by every task cancelling it), the last failure, and the cancel as
+*wanted* until it has an outcome, so that a sweep can re-send one whose
+message was lost. Outcomes are facts; everything else may expire without
+losing a cancel.
 
 The links map the ids a revoke may name (task, root, group, chain, chord,
-stamps) to the batches started under them, and remember which ids were
-revoked, so that a batch started after its workflow was revoked is cancelled
-too.
+stamps) to the batches started under them, and to starts whose answer is
+not known yet; they remember which ids were revoked, so that a batch started
+after its workflow was revoked is cancelled too.
 
-One method is one round trip to the store.
+One method is one round trip to the store, unless it says otherwise. A store
+that cannot be reached raises :class:`StateStoreError`, which is transient:
+whoever called retries.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pictify_tasks.errors import PictifyError
 from pictify_tasks.revoke.links import BatchLinks, Scope
-from pictify_tasks.store.records import FailureRecord, OutcomeRecord
+from pictify_tasks.store.records import FailureRecord, OutcomeRecord, StartRequest, WantedCancel
 
-__all__ = ["CancelBegin", "CancelState", "StateStore"]
+__all__ = ["CancelBegin", "CancelState", "RevokedWork", "StateStore", "StateStoreError"]
+
+#: What a link entry names when it is a start, not a batch ("/" is never in an id).
+START_PREFIX = "start/"
+
+
+class StateStoreError(PictifyError):
+    """The state store (Redis) could not be reached or failed: try again later."""
+
+    retryable = True
 
 
 @dataclass(frozen=True)
 class CancelBegin:
     """The answer to "may I send a cancel for this batch now?".
 
-    Exactly one of: ``outcome`` is set (it is done, return that); ``acquired``
-    (you hold the lease; this is HTTP attempt number ``attempt``); or neither
-    (another task holds the lease for ``lease_remaining`` more seconds).
+    Exactly one of: ``outcome`` is set (it is done, return that);
+    ``failure`` is set (this ask already failed for good, raise that);
+    ``acquired`` (you hold the lease; this is the batch's HTTP attempt number
+    ``attempt``); or none (another task holds the lease for
+    ``lease_remaining`` more seconds). ``links`` are the (scope, id) pairs
+    the batch is linked under, to be marked finished with the outcome.
     """
 
     outcome: OutcomeRecord | None = None
+    failure: FailureRecord | None = None
     acquired: bool = False
     attempt: int = 0
     lease_remaining: float = 0.0
+    links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,29 +67,78 @@ class CancelState:
     failure: FailureRecord | None
 
 
+@dataclass(frozen=True)
+class RevokedWork:
+    """What a revoke found: running batches, and starts whose batch id is not known yet."""
+
+    batches: list[str]
+    starts: list[str]
+
+
 class StateStore(abc.ABC):
     """The state behind the cancel tasks and the revoke side."""
 
-    @abc.abstractmethod
-    def begin_cancel(self, batch_id: str, owner: str, lease_seconds: float) -> CancelBegin:
-        """Return the recorded outcome, or take (or renew) the lease and count an attempt."""
+    # -- the ledger ----------------------------------------------------------------------
 
     @abc.abstractmethod
-    def finish_cancel(self, owner: str, outcome: OutcomeRecord, ttl: int) -> OutcomeRecord:
-        """Record ``outcome`` unless one is recorded already; return the recorded one."""
+    def want_cancels(self, wanted: Sequence[WantedCancel], ttl: int) -> None:
+        """Record cancels as asked for, before their tasks are published.
+
+        The first ask's time is kept, and each is marked as sent now. Until an
+        outcome is recorded, the sweep may re-send them (see
+        :meth:`take_stale_wanted`).
+        """
+
+    @abc.abstractmethod
+    def begin_cancel(
+        self, batch_id: str, owner: str, lease_seconds: float, asked_at: float
+    ) -> CancelBegin:
+        """Return the recorded outcome, or take (or renew) the lease and count an attempt.
+
+        A cancel asked at ``asked_at`` or before the batch's last final
+        failure gets that failure instead: it was asked and answered already.
+        """
+
+    @abc.abstractmethod
+    def finish_cancel(
+        self, owner: str, outcome: OutcomeRecord, ttl: int, links: Sequence[tuple[str, str]]
+    ) -> OutcomeRecord:
+        """Record ``outcome`` unless one is recorded already; return the recorded one.
+
+        In the same round trip the batch's ``links`` are marked finished (no
+        revoke will look for it again) and it is no longer wanted.
+        """
 
     @abc.abstractmethod
     def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
         """Record a failure of ``failure.batch_id``'s cancel.
 
         With ``keep_lease`` seconds (> 0) the owner will retry, so it keeps the
-        lease that long; with 0 the lease and attempt count are dropped so
-        that a later cancel starts afresh.
+        lease that long; with 0 the lease is given back. A ``final`` failure
+        also resets the attempt count and the wanted record: a later ask
+        starts afresh.
         """
 
     @abc.abstractmethod
     def cancel_state(self, batch_id: str) -> CancelState:
         """The recorded outcome and last failure of a batch's cancel."""
+
+    # -- the sweep -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim_sweep(self, owner: str, seconds: float) -> bool:
+        """Whether ``owner`` may sweep for the next ``seconds`` (one sweeper at a time)."""
+
+    @abc.abstractmethod
+    def take_stale_wanted(self, before: float, now: float, limit: int) -> list[WantedCancel]:
+        """Wanted cancels last sent before ``before`` with no outcome and no live lease.
+
+        They are marked as sent at ``now``, so the next sweep leaves them for
+        one interval; entries that have an outcome or expired are dropped.
+        Several round trips.
+        """
+
+    # -- links and starts ----------------------------------------------------------------
 
     @abc.abstractmethod
     def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
@@ -80,12 +149,24 @@ class StateStore(abc.ABC):
         """Mark a linked batch finished, so that no revoke cancels it."""
 
     @abc.abstractmethod
-    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> list[str]:
-        """The running batches linked under ``ids`` for ``scope``, in one round trip.
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
+        """The running batches and pending starts linked under ``ids`` for ``scope``.
 
         With ``ttl`` the ids are also remembered as revoked for that long, so
-        that :meth:`link_batch` reports a batch linked under them later.
+        that :meth:`link_batch` and :meth:`begin_start` report them later.
         """
+
+    @abc.abstractmethod
+    def begin_start(self, start: StartRequest, links: BatchLinks, ttl: int) -> list[str]:
+        """Record a start before its POST, linked like a batch; return its ids already revoked."""
+
+    @abc.abstractmethod
+    def finish_start(self, start_id: str, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
+        """The start made ``batch_id``: link the batch in its place; return ids already revoked."""
+
+    @abc.abstractmethod
+    def start_request(self, start_id: str) -> StartRequest | None:
+        """The recorded start, with its batch id once known."""
 
     def close(self) -> None:  # noqa: B027 - optional for stores without connections
         """Release connections."""

@@ -6,13 +6,21 @@ package logs a warning when it falls back to it.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from pictify_tasks.revoke.links import BatchLinks, Scope
-from pictify_tasks.store.base import CancelBegin, CancelState, StateStore
-from pictify_tasks.store.records import FailureRecord, OutcomeRecord
+from pictify_tasks.store.base import (
+    START_PREFIX,
+    CancelBegin,
+    CancelState,
+    RevokedWork,
+    StateStore,
+)
+from pictify_tasks.store.records import FailureRecord, OutcomeRecord, StartRequest, WantedCancel
 
 __all__ = ["MemoryStore"]
 
@@ -22,9 +30,9 @@ class _ExpiringDict:
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self._data: dict[str, tuple[Any, float]] = {}
+        self._data: dict[Any, tuple[Any, float]] = {}
 
-    def get(self, key: str) -> Any:
+    def get(self, key: Any) -> Any:
         entry = self._data.get(key)
         if entry is None:
             return None
@@ -34,19 +42,29 @@ class _ExpiringDict:
             return None
         return value
 
-    def ttl(self, key: str) -> float:
+    def ttl(self, key: Any) -> float:
         entry = self._data.get(key)
         return max(0.0, entry[1] - self._clock()) if entry else 0.0
 
-    def set(self, key: str, value: Any, seconds: float) -> None:
+    def set(self, key: Any, value: Any, seconds: float) -> None:
         self._data[key] = (value, self._clock() + seconds)
 
-    def expire(self, key: str, seconds: float) -> None:
+    def setdefault(self, key: Any, value: Any, seconds: float) -> Any:
+        current = self.get(key)
+        if current is None:
+            self.set(key, value, seconds)
+            return value
+        return current
+
+    def expire(self, key: Any, seconds: float) -> None:
         if self.get(key) is not None:
             self.set(key, self._data[key][0], seconds)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: Any) -> None:
         self._data.pop(key, None)
+
+    def keys(self) -> list[Any]:
+        return [key for key in list(self._data) if self.get(key) is not None]
 
 
 class MemoryStore(StateStore):
@@ -61,78 +79,157 @@ class MemoryStore(StateStore):
         self._leases = _ExpiringDict(clock)
         self._attempts = _ExpiringDict(clock)
         self._failures = _ExpiringDict(clock)
-        # (scope, link id) -> {batch id: "running" | "finished"}
+        self._failed = _ExpiringDict(clock)  # batch id -> its last final failure
+        self._wanted = _ExpiringDict(clock)  # batch id -> WantedCancel
+        self._sent: dict[str, float] = {}  # batch id -> when last sent (the sweep's index)
+        self._sweeper = _ExpiringDict(clock)
+        # (scope, link id) -> {entry: "running" | "finished"}; an entry is a batch or a start
         self._links = _ExpiringDict(clock)
         self._batch_links = _ExpiringDict(clock)
         self._revoked = _ExpiringDict(clock)
+        self._starts = _ExpiringDict(clock)
 
-    def begin_cancel(self, batch_id: str, owner: str, lease_seconds: float) -> CancelBegin:
+    # -- the ledger ----------------------------------------------------------------------
+
+    def want_cancels(self, wanted: Sequence[WantedCancel], ttl: int) -> None:
+        with self._lock:
+            for item in wanted:
+                first = self._wanted.get(item.batch_id)
+                asked_at = first.asked_at if first is not None else item.asked_at
+                self._wanted.set(item.batch_id, dataclasses.replace(item, asked_at=asked_at), ttl)
+                self._sent[item.batch_id] = time.time()  # when last sent
+
+    def begin_cancel(
+        self, batch_id: str, owner: str, lease_seconds: float, asked_at: float
+    ) -> CancelBegin:
         with self._lock:
             outcome = self._outcomes.get(batch_id)
             if outcome is not None:
                 return CancelBegin(outcome=outcome)
+            failed: FailureRecord | None = self._failed.get(batch_id)
+            if failed is not None and failed.at >= asked_at:
+                return CancelBegin(failure=failed)
             holder = self._leases.get(batch_id)
             if holder is not None and holder != owner:
                 return CancelBegin(lease_remaining=self._leases.ttl(batch_id))
-            attempt = (self._attempts.get(batch_id) or 0) + 1 if holder == owner else 1
+            attempt = (self._attempts.get(batch_id) or 0) + 1
             self._leases.set(batch_id, owner, lease_seconds)
             self._attempts.set(batch_id, attempt, max(lease_seconds, 86400))
-            return CancelBegin(acquired=True, attempt=attempt)
+            links = tuple(sorted(self._batch_links.get(batch_id) or ()))
+            return CancelBegin(acquired=True, attempt=attempt, links=links)
 
-    def finish_cancel(self, owner: str, outcome: OutcomeRecord, ttl: int) -> OutcomeRecord:
+    def finish_cancel(
+        self, owner: str, outcome: OutcomeRecord, ttl: int, links: Sequence[tuple[str, str]]
+    ) -> OutcomeRecord:
         batch_id = outcome.batch_id
         with self._lock:
-            if self._outcomes.get(batch_id) is None:
-                self._outcomes.set(batch_id, outcome, ttl)
+            recorded: OutcomeRecord = self._outcomes.setdefault(batch_id, outcome, ttl)
             if self._leases.get(batch_id) == owner:
                 self._leases.delete(batch_id)
-            self._attempts.delete(batch_id)
-            self._failures.delete(batch_id)
-            recorded: OutcomeRecord = self._outcomes.get(batch_id)
+            for table in (self._attempts, self._failures, self._wanted, self._failed):
+                table.delete(batch_id)
+            self._sent.pop(batch_id, None)
+            self._mark_finished(batch_id, links, ttl)
             return recorded
 
     def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
         batch_id = failure.batch_id
         with self._lock:
             self._failures.set(batch_id, failure, ttl)
-            if self._leases.get(batch_id) != owner:
-                return
-            if keep_lease > 0:
-                self._leases.expire(batch_id, keep_lease)
-            else:
-                self._leases.delete(batch_id)
+            if self._leases.get(batch_id) == owner:
+                if keep_lease > 0:
+                    self._leases.expire(batch_id, keep_lease)
+                else:
+                    self._leases.delete(batch_id)
+            if failure.final:
+                self._failed.set(batch_id, failure, ttl)
                 self._attempts.delete(batch_id)
+                self._wanted.delete(batch_id)
+                self._sent.pop(batch_id, None)
 
     def cancel_state(self, batch_id: str) -> CancelState:
         with self._lock:
             return CancelState(self._outcomes.get(batch_id), self._failures.get(batch_id))
 
+    # -- the sweep -----------------------------------------------------------------------
+
+    def claim_sweep(self, owner: str, seconds: float) -> bool:
+        with self._lock:
+            return bool(self._sweeper.setdefault("lock", owner, seconds) == owner)
+
+    def take_stale_wanted(self, before: float, now: float, limit: int) -> list[WantedCancel]:
+        with self._lock:
+            due = sorted((t, b) for b, t in self._sent.items() if t <= before)[:limit]
+            stale = []
+            for _, batch_id in due:
+                wanted = self._wanted.get(batch_id)
+                if wanted is None or self._outcomes.get(batch_id) is not None:
+                    self._sent.pop(batch_id, None)
+                elif self._leases.get(batch_id) is None:
+                    stale.append(wanted)
+                    self._sent[batch_id] = now
+            return stale
+
+    # -- links and starts ----------------------------------------------------------------
+
     def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
         with self._lock:
-            pairs = links.pairs()
-            for scope, link_id in pairs:
-                batches = self._links.get(f"{scope}:{link_id}") or {}
-                batches.setdefault(batch_id, "running")
-                self._links.set(f"{scope}:{link_id}", batches, ttl)
-            known = set(self._batch_links.get(batch_id) or ())
-            self._batch_links.set(batch_id, known | set(pairs), ttl)
-            return sorted({i for scope, i in pairs if self._revoked.get(f"{scope}:{i}")})
+            return self._link(batch_id, links, ttl, replace=None)
 
     def finish_batch(self, batch_id: str, ttl: int) -> None:
         with self._lock:
-            for scope, link_id in self._batch_links.get(batch_id) or ():
-                batches = self._links.get(f"{scope}:{link_id}")
-                if batches is not None:
-                    batches[batch_id] = "finished"
-                    self._links.set(f"{scope}:{link_id}", batches, ttl)
+            self._mark_finished(batch_id, list(self._batch_links.get(batch_id) or ()), ttl)
 
-    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> list[str]:
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
         with self._lock:
             found: dict[str, None] = {}
             for link_id in ids:
                 if ttl:
-                    self._revoked.set(f"{scope}:{link_id}", True, ttl)
-                for batch_id, state in (self._links.get(f"{scope}:{link_id}") or {}).items():
+                    self._revoked.set((str(scope), link_id), True, ttl)
+                for entry, state in (self._links.get((str(scope), link_id)) or {}).items():
                     if state == "running":
-                        found[batch_id] = None
-            return list(found)
+                        found[entry] = None
+            batches = [e for e in found if not e.startswith(START_PREFIX)]
+            starts = [e[len(START_PREFIX) :] for e in found if e.startswith(START_PREFIX)]
+            return RevokedWork(batches, starts)
+
+    def begin_start(self, start: StartRequest, links: BatchLinks, ttl: int) -> list[str]:
+        with self._lock:
+            self._starts.set(start.start_id, start, ttl)
+            return self._link(START_PREFIX + start.start_id, links, ttl, replace=None)
+
+    def finish_start(self, start_id: str, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
+        with self._lock:
+            start = self._starts.get(start_id)
+            if start is not None:
+                self._starts.set(start_id, dataclasses.replace(start, batch_id=batch_id), ttl)
+            return self._link(batch_id, links, ttl, replace=START_PREFIX + start_id)
+
+    def start_request(self, start_id: str) -> StartRequest | None:
+        with self._lock:
+            start: StartRequest | None = self._starts.get(start_id)
+            return start
+
+    # -- plumbing (the lock is held) -----------------------------------------------------
+
+    def _link(self, entry: str, links: BatchLinks, ttl: int, *, replace: str | None) -> list[str]:
+        pairs = [(str(scope), link_id) for scope, link_id in links.pairs()]
+        for pair in pairs:
+            entries = self._links.get(pair) or {}
+            if replace is not None:
+                entries.pop(replace, None)
+            entries.setdefault(entry, "running")
+            self._links.set(pair, entries, ttl)
+        if not entry.startswith(START_PREFIX):
+            known = set(self._batch_links.get(entry) or ())
+            self._batch_links.set(entry, known | set(pairs), ttl)
+        return sorted(
+            {link_id for pair in pairs if self._revoked.get(pair) for link_id in pair[1:]}
+        )
+
+    def _mark_finished(self, batch_id: str, links: Sequence[tuple[str, str]], ttl: int) -> None:
+        for scope, link_id in links:
+            entries = self._links.get((str(scope), link_id))
+            if entries is not None:
+                entries[batch_id] = "finished"
+                self._links.set((str(scope), link_id), entries, ttl)

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from pictify_tasks.results import CancelBatchResult
 
-__all__ = ["FailureRecord", "OutcomeRecord"]
+__all__ = ["FailureRecord", "OutcomeRecord", "StartRequest", "WantedCancel"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,11 @@ class FailureRecord:
     at: float
 
     @classmethod
+    def gave_up(cls, batch_id: str) -> FailureRecord:
+        """A final failure whose details have expired."""
+        return cls(batch_id, "CancelFailedError", "the cancel failed for good", None, 0, True, 0.0)
+
+    @classmethod
     def interrupted(cls, batch_id: str, attempts: int) -> FailureRecord:
         return cls(
             batch_id,
@@ -98,3 +103,68 @@ def _str_or_none(value: Any) -> str | None:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+@dataclass(frozen=True)
+class WantedCancel:
+    """A cancel that was asked for and has no outcome yet (what the sweep re-sends).
+
+    ``asked_at`` is the wall time of the first ask: a cancel's time budget
+    counts from it, however often its task is re-sent.
+    """
+
+    batch_id: str
+    asked_at: float
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WantedCancel:
+        asked_at = data.get("asked_at")
+        return cls(
+            batch_id=str(data.get("batch_id", "")),
+            asked_at=float(asked_at) if isinstance(asked_at, (int, float)) else 0.0,
+            reason=str(data.get("reason") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """A batch start that may have reached the API, recorded before its POST.
+
+    If the task sending it dies inside the POST, a revoke finds this record
+    and replays the same request with the same Idempotency-Key: the API
+    answers a replay with the batch the first request made (for 24 hours).
+    ``links`` are the (scope, id) pairs the batch is to be linked under.
+    """
+
+    start_id: str
+    template_uid: str
+    body: dict[str, Any]
+    idempotency_key: str
+    links: tuple[tuple[str, str], ...] = ()
+    batch_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "links": [list(pair) for pair in self.links]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StartRequest:
+        links = data.get("links") or []
+        body = data.get("body")
+        return cls(
+            start_id=str(data.get("start_id", "")),
+            template_uid=str(data.get("template_uid", "")),
+            body=dict(body) if isinstance(body, Mapping) else {},
+            idempotency_key=str(data.get("idempotency_key", "")),
+            links=tuple(
+                (str(p[0]), str(p[1])) for p in links if isinstance(p, list) and len(p) == 2
+            ),
+            batch_id=_str_or_none(data.get("batch_id")),
+        )
+
+
+def _is_pair(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 2

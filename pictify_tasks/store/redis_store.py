@@ -1,72 +1,60 @@
-"""The Redis store: each ledger step is one Lua script, so it is atomic.
+"""The store on Redis: one Lua script per ledger step, pipelines for the rest.
 
-Every key of one batch carries the hash tag ``{b:<batch id>}``, so one script
-only touches one slot and the store works on Redis Cluster too.
+Every key of one batch carries the hash tag ``{b:<batch id>}``, every key of
+one linked id ``{w:<id>}``, every start ``{s:<start id>}``, so each script
+touches one slot and the store works on Redis Cluster too.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
-from typing import Any
+import time
+from collections.abc import Sequence
+from typing import Any, Callable, TypeVar, cast
 
 import redis
 
 from pictify_tasks.revoke.links import BatchLinks, Scope
-from pictify_tasks.store.base import CancelBegin, CancelState, StateStore
-from pictify_tasks.store.records import FailureRecord, OutcomeRecord
+from pictify_tasks.store import redis_scripts
+from pictify_tasks.store.base import (
+    START_PREFIX,
+    CancelBegin,
+    CancelState,
+    RevokedWork,
+    StateStore,
+    StateStoreError,
+)
+from pictify_tasks.store.records import FailureRecord, OutcomeRecord, StartRequest, WantedCancel
 
 __all__ = ["RedisStore"]
 
-# KEYS: outcome, lease, attempts. ARGV: owner, lease ms, attempts ttl s.
-_BEGIN = """
-local done = redis.call('GET', KEYS[1])
-if done then return {'done', done} end
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] then
-  return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
-end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-local n = 1
-if holder then
-  n = redis.call('INCR', KEYS[3])
-else
-  redis.call('SET', KEYS[3], 1)
-end
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-return {'acquired', tostring(n)}
-"""
+F = TypeVar("F", bound=Callable[..., Any])
 
-# KEYS: outcome, lease, attempts, failure. ARGV: owner, outcome json, ttl s.
-_FINISH = """
-redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-redis.call('DEL', KEYS[3], KEYS[4])
-return redis.call('GET', KEYS[1])
-"""
 
-# KEYS: lease, attempts, failure. ARGV: owner, failure json, ttl s, keep lease ms (0: drop).
-_FAIL = """
-redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  if tonumber(ARGV[4]) > 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  else
-    redis.call('DEL', KEYS[1], KEYS[2])
-  end
-end
-return 1
-"""
+def _transient(method: F) -> F:
+    """Turn a Redis failure into :class:`StateStoreError` (the caller retries)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StateStoreError(f"state store: {type(exc).__name__}: {exc}") from exc
+
+    return cast(F, wrapper)
 
 
 class RedisStore(StateStore):
-    """The ledger in Redis; safe across worker processes and machines."""
+    """The state in Redis; safe across worker processes and machines."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "pictify") -> None:
         self._redis = client
         self._prefix = prefix
-        self._begin = client.register_script(_BEGIN)
-        self._finish = client.register_script(_FINISH)
-        self._fail = client.register_script(_FAIL)
+        self._begin = client.register_script(redis_scripts.BEGIN)
+        self._finish = client.register_script(redis_scripts.FINISH)
+        self._fail = client.register_script(redis_scripts.FAIL)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "pictify") -> RedisStore:
@@ -82,74 +70,90 @@ class RedisStore(StateStore):
     def batch_key(self, batch_id: str, part: str) -> str:
         return f"{self._prefix}:{{b:{batch_id}}}:{part}"
 
-    def begin_cancel(self, batch_id: str, owner: str, lease_seconds: float) -> CancelBegin:
-        keys = [self.batch_key(batch_id, part) for part in ("outcome", "lease", "attempts")]
-        lease_ms = max(1, int(lease_seconds * 1000))
-        kind, value = self._begin(keys=keys, args=[owner, lease_ms, max(86400, int(lease_seconds))])
-        kind = _text(kind)
-        if kind == "done":
-            return CancelBegin(outcome=OutcomeRecord.from_json(_load(value)))
-        if kind == "busy":
-            return CancelBegin(lease_remaining=max(0, int(_text(value))) / 1000.0)
-        return CancelBegin(acquired=True, attempt=int(_text(value)))
-
-    def finish_cancel(self, owner: str, outcome: OutcomeRecord, ttl: int) -> OutcomeRecord:
-        parts = ("outcome", "lease", "attempts", "failure")
-        keys = [self.batch_key(outcome.batch_id, part) for part in parts]
-        stored = self._finish(keys=keys, args=[owner, json.dumps(outcome.to_json()), int(ttl)])
-        return OutcomeRecord.from_json(_load(stored))
-
-    def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
-        keys = [self.batch_key(failure.batch_id, part) for part in ("lease", "attempts", "failure")]
-        keep_ms = max(0, int(keep_lease * 1000))
-        self._fail(keys=keys, args=[owner, json.dumps(failure.to_json()), int(ttl), keep_ms])
-
     def link_key(self, link_id: str, part: str) -> str:
         return f"{self._prefix}:{{w:{link_id}}}:{part}"
 
-    def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
-        pairs = links.pairs()
-        pipe = self._redis.pipeline(transaction=False)
-        for scope, link_id in pairs:
-            key = self.link_key(link_id, scope)
-            pipe.hsetnx(key, batch_id, "running")
-            pipe.expire(key, ttl)
-        own = self.batch_key(batch_id, "links")
-        if pairs:
-            pipe.sadd(own, *[f"{scope}\x00{link_id}" for scope, link_id in pairs])
-            pipe.expire(own, ttl)
-        # A revoke is remembered per scope: under "task" a chain successor's
-        # revoke must not reach a batch its predecessor links later.
-        for scope, link_id in pairs:
-            pipe.exists(self.link_key(link_id, f"revoked:{scope}"))
-        replies = pipe.execute()
-        flags = replies[len(replies) - len(pairs) :]
-        return sorted({link_id for (_, link_id), flag in zip(pairs, flags) if flag})
+    def _start_key(self, start_id: str, part: str = "start") -> str:
+        return f"{self._prefix}:{{s:{start_id}}}:{part}"
 
-    def finish_batch(self, batch_id: str, ttl: int) -> None:
-        members = self._redis.smembers(self.batch_key(batch_id, "links"))
+    def _wanted_index(self) -> str:
+        return f"{self._prefix}:{{wanted}}:index"
+
+    # -- the ledger ----------------------------------------------------------------------
+
+    @_transient
+    def want_cancels(self, wanted: Sequence[WantedCancel], ttl: int) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        for member in members:
-            scope, link_id = _text(member).split("\x00", 1)
-            key = self.link_key(link_id, scope)
-            pipe.hset(key, batch_id, "finished")
-            pipe.expire(key, ttl)
+        for item in wanted:
+            key = self.batch_key(item.batch_id, "wanted")
+            pipe.hsetnx(key, "asked_at", repr(item.asked_at))
+            pipe.hset(key, "reason", item.reason)
+            pipe.expire(key, int(ttl))
+        if wanted:
+            sent = time.time()  # the index orders by when each was last sent
+            pipe.zadd(self._wanted_index(), {w.batch_id: sent for w in wanted})
+            pipe.expire(self._wanted_index(), int(ttl))
+            pipe.execute()
+
+    @_transient
+    def begin_cancel(
+        self, batch_id: str, owner: str, lease_seconds: float, asked_at: float
+    ) -> CancelBegin:
+        parts = ("outcome", "lease", "attempts", "links", "failed_at", "failure")
+        keys = [self.batch_key(batch_id, part) for part in parts]
+        lease_ms = max(1, int(lease_seconds * 1000))
+        args: list[str | int] = [owner, lease_ms, max(86400, int(lease_seconds)), repr(asked_at)]
+        reply = self._begin(keys=keys, args=args)
+        kind = _text(reply[0])
+        if kind == "done":
+            return CancelBegin(outcome=OutcomeRecord.from_json(_load(reply[1])))
+        if kind == "failed":
+            failure = FailureRecord.from_json(_load(reply[1])) if reply[1] else None
+            return CancelBegin(failure=failure or FailureRecord.gave_up(batch_id))
+        if kind == "busy":
+            return CancelBegin(lease_remaining=max(0, int(_text(reply[1]))) / 1000.0)
+        links = tuple(_pair(member) for member in reply[2])
+        return CancelBegin(acquired=True, attempt=int(_text(reply[1])), links=links)
+
+    @_transient
+    def finish_cancel(
+        self, owner: str, outcome: OutcomeRecord, ttl: int, links: Sequence[tuple[str, str]]
+    ) -> OutcomeRecord:
+        batch_id = outcome.batch_id
+        parts = ("outcome", "lease", "attempts", "failure", "wanted", "failed_at")
+        pipe = self._redis.pipeline(transaction=False)
+        self._finish(
+            keys=[self.batch_key(batch_id, part) for part in parts],
+            args=[owner, json.dumps(outcome.to_json()), int(ttl)],
+            client=pipe,
+        )
+        self._mark_finished(pipe, batch_id, links, ttl)
+        pipe.zrem(self._wanted_index(), batch_id)
+        return OutcomeRecord.from_json(_load(pipe.execute()[0]))
+
+    @_transient
+    def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
+        parts = ("lease", "attempts", "failure", "wanted", "failed_at")
+        keys = [self.batch_key(failure.batch_id, part) for part in parts]
+        keep_ms = max(0, int(keep_lease * 1000))
+        record = json.dumps(failure.to_json())
+        args: list[str | int] = [
+            owner,
+            record,
+            int(ttl),
+            keep_ms,
+            int(failure.final),
+            repr(failure.at),
+        ]
+        if not failure.final:
+            self._fail(keys=keys, args=args)
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        self._fail(keys=keys, args=args, client=pipe)
+        pipe.zrem(self._wanted_index(), failure.batch_id)
         pipe.execute()
 
-    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> list[str]:
-        pipe = self._redis.pipeline(transaction=False)
-        for link_id in ids:
-            if ttl:
-                pipe.set(self.link_key(link_id, f"revoked:{scope}"), 1, ex=int(ttl))
-            pipe.hgetall(self.link_key(link_id, scope))
-        found: dict[str, None] = {}
-        for reply in pipe.execute():
-            if isinstance(reply, dict):
-                for batch_id, state in reply.items():
-                    if _text(state) == "running":
-                        found[_text(batch_id)] = None
-        return list(found)
-
+    @_transient
     def cancel_state(self, batch_id: str) -> CancelState:
         outcome, failure = self._redis.mget(
             [self.batch_key(batch_id, "outcome"), self.batch_key(batch_id, "failure")]
@@ -159,8 +163,150 @@ class RedisStore(StateStore):
             None if failure is None else FailureRecord.from_json(_load(failure)),
         )
 
+    # -- the sweep -----------------------------------------------------------------------
+
+    @_transient
+    def claim_sweep(self, owner: str, seconds: float) -> bool:
+        key = f"{self._prefix}:{{sweep}}:lock"
+        return bool(self._redis.set(key, owner, nx=True, px=max(1, int(seconds * 1000))))
+
+    @_transient
+    def take_stale_wanted(self, before: float, now: float, limit: int) -> list[WantedCancel]:
+        index = self._wanted_index()
+        members = [_text(m) for m in self._redis.zrangebyscore(index, "-inf", before, 0, limit)]
+        if not members:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for batch_id in members:
+            pipe.exists(self.batch_key(batch_id, "outcome"))
+            pipe.exists(self.batch_key(batch_id, "lease"))
+            pipe.hgetall(self.batch_key(batch_id, "wanted"))
+        replies = pipe.execute()
+        stale: list[WantedCancel] = []
+        gone: list[str] = []
+        for i, batch_id in enumerate(members):
+            done, leased, fields = replies[3 * i : 3 * i + 3]
+            record = {_text(k): _text(v) for k, v in fields.items()}
+            if done or "asked_at" not in record:
+                gone.append(batch_id)
+            elif not leased:
+                asked = float(record["asked_at"])
+                stale.append(WantedCancel(batch_id, asked, record.get("reason", "")))
+        pipe = self._redis.pipeline(transaction=False)
+        if gone:
+            pipe.zrem(index, *gone)
+        if stale:
+            pipe.zadd(index, {w.batch_id: now for w in stale}, xx=True)
+        pipe.execute()
+        return stale
+
+    # -- links and starts ----------------------------------------------------------------
+
+    @_transient
+    def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
+        return self._link(batch_id, links, ttl, replace=None)
+
+    @_transient
+    def finish_batch(self, batch_id: str, ttl: int) -> None:
+        members = self._redis.smembers(self.batch_key(batch_id, "links"))
+        pipe = self._redis.pipeline(transaction=False)
+        self._mark_finished(pipe, batch_id, [_pair(m) for m in members], ttl)
+        pipe.execute()
+
+    @_transient
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
+        pipe = self._redis.pipeline(transaction=False)
+        for link_id in ids:
+            if ttl:
+                pipe.set(self.link_key(link_id, f"revoked:{scope}"), 1, ex=int(ttl))
+            pipe.hgetall(self.link_key(link_id, scope))
+        running: dict[str, None] = {}
+        for reply in pipe.execute():
+            if isinstance(reply, dict):
+                running.update((_text(k), None) for k, v in reply.items() if _text(v) == "running")
+        return _split(running)
+
+    @_transient
+    def begin_start(self, start: StartRequest, links: BatchLinks, ttl: int) -> list[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self._start_key(start.start_id), json.dumps(start.to_json()), ex=int(ttl))
+        return self._link(START_PREFIX + start.start_id, links, ttl, replace=None, pipe=pipe)
+
+    @_transient
+    def finish_start(self, start_id: str, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self._start_key(start_id, "batch"), batch_id, ex=int(ttl))
+        return self._link(batch_id, links, ttl, replace=START_PREFIX + start_id, pipe=pipe)
+
+    @_transient
+    def start_request(self, start_id: str) -> StartRequest | None:
+        start, batch_id = self._redis.mget(
+            [self._start_key(start_id), self._start_key(start_id, "batch")]
+        )
+        if start is None:
+            return None
+        recorded = StartRequest.from_json(_load(start))
+        if batch_id is None:
+            return recorded
+        return dataclasses.replace(recorded, batch_id=_text(batch_id))
+
     def close(self) -> None:
         self._redis.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _link(
+        self,
+        entry: str,
+        links: BatchLinks,
+        ttl: int,
+        *,
+        replace: str | None,
+        pipe: Any = None,
+    ) -> list[str]:
+        """Link ``entry`` (a batch id or a start) under its ids, in one pipeline.
+
+        ``replace`` is an entry it takes the place of (a start that made the
+        batch). Returns the ids among the links that were revoked already: a
+        revoke is remembered per scope, so under "task" a chain successor's
+        revoke does not reach a batch its predecessor links later.
+        """
+        pairs = links.pairs()
+        pipe = pipe if pipe is not None else self._redis.pipeline(transaction=False)
+        for scope, link_id in pairs:
+            key = self.link_key(link_id, scope)
+            if replace is not None:
+                pipe.hdel(key, replace)
+            pipe.hsetnx(key, entry, "running")
+            pipe.expire(key, ttl)
+        if pairs and not entry.startswith(START_PREFIX):
+            own = self.batch_key(entry, "links")
+            pipe.sadd(own, *[f"{scope}\x00{link_id}" for scope, link_id in pairs])
+            pipe.expire(own, ttl)
+        for scope, link_id in pairs:
+            pipe.exists(self.link_key(link_id, f"revoked:{scope}"))
+        replies = pipe.execute()
+        flags = replies[len(replies) - len(pairs) :]
+        return sorted({link_id for (_, link_id), flag in zip(pairs, flags) if flag})
+
+    def _mark_finished(
+        self, pipe: Any, batch_id: str, links: Sequence[tuple[str, str]], ttl: int
+    ) -> None:
+        for scope, link_id in links:
+            key = self.link_key(link_id, scope)
+            pipe.hset(key, batch_id, "finished")
+            pipe.expire(key, ttl)
+
+
+def _split(entries: dict[str, None]) -> RevokedWork:
+    batches = [e for e in entries if not e.startswith(START_PREFIX)]
+    starts = [e[len(START_PREFIX) :] for e in entries if e.startswith(START_PREFIX)]
+    return RevokedWork(batches, starts)
+
+
+def _pair(member: Any) -> tuple[str, str]:
+    scope, link_id = _text(member).split("\x00", 1)
+    return scope, link_id
 
 
 def _text(value: Any) -> str:

@@ -273,6 +273,7 @@ class PictifyEmulator:
         drop_after_handling: bool = False,
         trickle: float = 0.0,
         times: int | None = 1,
+        every: int = 1,
         method: str | None = None,
         path_contains: str | None = None,
     ) -> Fault:
@@ -286,7 +287,8 @@ class PictifyEmulator:
         normally). ``trickle``: send the answer (head and body) in small
         pieces spread over that many seconds, so every read gets a byte soon
         but the whole answer is slow. Applies to ``times`` matching requests
-        (``None``: for ever).
+        (``None``: for ever), and with ``every=n`` only to every n-th of them
+        (``every=10``: a tenth of the requests).
         """
         fault = Fault(
             status=status,
@@ -297,6 +299,7 @@ class PictifyEmulator:
             drop_after_handling=drop_after_handling,
             trickle=trickle,
             times=times,
+            every=every,
             method=method,
             path_contains=path_contains,
         )

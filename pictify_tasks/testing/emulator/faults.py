@@ -32,6 +32,7 @@ class Fault:
         method: str | None,
         path_contains: str | None,
         trickle: float = 0.0,
+        every: int = 1,
     ) -> None:
         if status is not None and not 200 <= status <= 599:
             raise ValueError(f"fault status must be 200..599, got {status}")
@@ -47,6 +48,8 @@ class Fault:
             raise ValueError("trickle needs an answer to send; drop sends none")
         if times is not None and times < 1:
             raise ValueError("times must be >= 1, or None for ever")
+        if every < 1:
+            raise ValueError("every must be >= 1")
         self.status = status
         self.body = body
         self.headers: dict[str, str] = dict(headers or {})
@@ -58,6 +61,8 @@ class Fault:
         self.path_contains = path_contains
         self._remaining = times
         self._hits = 0
+        self._every = every
+        self._seen = 0
         # Encoded now, so a body JSON cannot carry fails in inject(), not as a 500 later.
         self._encoded = _encode_body(body)
 
@@ -79,6 +84,11 @@ class Fault:
         if self.method is not None and self.method != method:
             return False
         return self.path_contains is None or self.path_contains in target
+
+    def _due(self) -> bool:
+        """Counts a matching request; whether this one is the ``every``-th."""
+        self._seen += 1
+        return self._seen % self._every == 0
 
     def _consume(self) -> None:
         self._hits += 1
@@ -148,7 +158,7 @@ class FaultList:
         """The fault for this request, counted as used; ``None`` when none matches."""
         with self._lock:
             for fault in self._faults:
-                if not fault.spent and fault._matches(method, target):
+                if not fault.spent and fault._matches(method, target) and fault._due():
                     fault._consume()
                     if fault.spent:
                         self._faults.remove(fault)

@@ -1,0 +1,57 @@
+"""The Lua scripts of the Redis ledger: each step is atomic, on one batch's hash slot.
+
+Every key a script touches carries the batch's hash tag, so on Redis Cluster
+each script runs on one node.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BEGIN", "FAIL", "FINISH"]
+
+# KEYS: outcome, lease, attempts, links, failed at, failure.
+# ARGV: owner, lease ms, attempts ttl s, asked at (wall seconds).
+# The attempt count belongs to the batch, not to the task: a task taking
+# over a lease goes on counting, so duplicates never multiply the attempts.
+# A cancel asked before the batch's last final failure shares that failure.
+BEGIN = """
+local done = redis.call('GET', KEYS[1])
+if done then return {'done', done} end
+local failed = redis.call('GET', KEYS[5])
+if failed and tonumber(failed) >= tonumber(ARGV[4]) then
+  return {'failed', redis.call('GET', KEYS[6]) or ''}
+end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then
+  return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+local n = redis.call('INCR', KEYS[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+return {'acquired', tostring(n), redis.call('SMEMBERS', KEYS[4])}
+"""
+
+# KEYS: outcome, lease, attempts, failure, wanted, failed at. ARGV: owner, outcome json, ttl s.
+FINISH = """
+redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+return redis.call('GET', KEYS[1])
+"""
+
+# KEYS: lease, attempts, failure, wanted, failed at.
+# ARGV: owner, failure json, ttl s, keep lease ms (0: give it back), final (1/0), now.
+FAIL = """
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+if ARGV[5] == '1' then
+  redis.call('DEL', KEYS[2], KEYS[4])
+  redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[3])
+end
+return 1
+"""

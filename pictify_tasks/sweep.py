@@ -1,0 +1,75 @@
+"""The sweep: re-sends wanted cancels whose message was lost. A second line, not a gate.
+
+A cancel is recorded as wanted before its task is published. A message can
+still disappear (a Redis broker restarted without persistence, a purged
+queue); then nothing would ever send that cancel. Every worker runs this
+bootstep; every ``pictify_sweep_interval`` seconds one of them (a lock in the
+store) re-publishes the wanted cancels older than one interval that have no
+outcome and no live lease. ``pictify_sweep_interval = 0`` switches it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from pictify_tasks._guard import logged_not_raised
+from pictify_tasks._runtime import Runtime, runtime_for
+from pictify_tasks._steps import ThreadStep
+
+__all__ = ["CancelSweep", "sweep_once"]
+
+logger = logging.getLogger("pictify_tasks.sweep")
+
+#: At most this many cancels are re-sent by one sweep (the next sweep goes on).
+SWEEP_LIMIT = 1000
+
+
+def sweep_once(runtime: Runtime, owner: str, *, now: float | None = None) -> list[str]:
+    """One sweep, if this owner gets the lock: re-send stale wanted cancels; return their ids."""
+    interval = runtime.settings.sweep_interval
+    now = time.time() if now is None else now
+    store = runtime.store
+    # The lock lives a little less than an interval, so the next sweep (by anyone) is free.
+    if not store.claim_sweep(owner, interval * 0.9):
+        return []
+    stale = store.take_stale_wanted(now - interval, now, SWEEP_LIMIT)
+    if stale:
+        logger.warning(
+            "pictify-tasks sweep: re-sending %d cancel(s) with no outcome and no task on them: %s",
+            len(stale),
+            [w.batch_id for w in stale],
+        )
+        runtime.fanout.publisher.cancels(stale)
+    return [w.batch_id for w in stale]
+
+
+class _SweepThread(threading.Thread):
+    def __init__(self, runtime: Runtime, owner: str, interval: float) -> None:
+        super().__init__(name="pictify-sweep", daemon=True)
+        self._runtime = runtime
+        self._owner = owner
+        self._interval = interval
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self._interval):
+            with logged_not_raised(logger, "the sweep"):
+                sweep_once(self._runtime, self._owner)
+
+
+class CancelSweep(ThreadStep):
+    """Consumer bootstep running the sweep on a thread of its own (after Tasks)."""
+
+    label = "pictify cancel sweep"
+
+    def include_if(self, parent: Any) -> bool:
+        return runtime_for(parent.app).settings.sweep_interval > 0
+
+    def make_thread(self, parent: Any) -> threading.Thread:
+        runtime = runtime_for(parent.app)
+        owner = f"{parent.hostname}:{os.getpid()}"
+        return _SweepThread(runtime, owner, runtime.settings.sweep_interval)

@@ -1,0 +1,114 @@
+"""The base of the package's tasks: arguments checked before publishing, a first-asked time.
+
+Every task of the package is published with the wall time it was first asked
+for (a header kept by retries, redeliveries and the sweep's re-sends), so a
+task's time budget (``pictify_cancel_deadline``) counts from the ask, not
+from whichever attempt is running.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, NoReturn
+
+from celery import Task
+
+from pictify_tasks._runtime import Runtime, runtime_for
+from pictify_tasks.names import ASKED_AT_HEADER
+
+__all__ = ["PictifyTask", "TaskSpec", "asked_at", "header"]
+
+
+@functools.cache
+def _signature(function: Callable[..., None]) -> inspect.Signature:
+    """A validator's signature, built once: it is checked on every publish."""
+    return inspect.signature(function)
+
+
+class PictifyTask(Task):  # type: ignore[misc]
+    """Base of the package's tasks: arguments are validated in the caller.
+
+    ``apply_async`` (and so ``delay``, signatures, chains and groups) runs the
+    task's validator first, so bad input raises in the caller's process and
+    is never published. The worker validates again before running.
+    """
+
+    #: Called with the task's arguments; raises on bad input.
+    validator: Callable[..., None] | None = None
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *rest: Any,
+        **options: Any,
+    ) -> Any:
+        self.check_arguments(args, kwargs)
+        headers = dict(options.get("headers") or {})
+        if ASKED_AT_HEADER not in headers:
+            headers[ASKED_AT_HEADER] = time.time()
+            self.first_publish(args or (), kwargs or {}, headers[ASKED_AT_HEADER])
+        options["headers"] = headers
+        return super().apply_async(args, kwargs, *rest, **options)
+
+    def first_publish(self, args: tuple[Any, ...], kwargs: dict[str, Any], asked_at: float) -> None:
+        """Called in the caller's process before the first publish (not retries)."""
+
+    def check_arguments(self, args: tuple[Any, ...] | None, kwargs: dict[str, Any] | None) -> None:
+        validator = type(self).validator
+        if validator is None:
+            return
+        try:
+            _signature(validator).bind(*(args or ()), **(kwargs or {}))
+        except TypeError as exc:
+            raise TypeError(f"{self.name}() {exc}") from None
+        validator(*(args or ()), **(kwargs or {}))
+
+    @property
+    def runtime(self) -> Runtime:
+        return runtime_for(self.app)
+
+    def retry_within_deadline(self, error: Exception, *, attempt: int | None = None) -> NoReturn:
+        """Retry after ``error`` as the policy says, or raise it when the budget is spent."""
+        attempt = (self.request.retries or 0) + 1 if attempt is None else attempt
+        first = asked_at(self.request)
+        wait = self.runtime.policy.next_wait(error, attempt, time.time() - first)
+        if wait is None:
+            raise error
+        self.retry_after(wait, error, first)
+
+    def retry_after(self, countdown: float, error: Exception | None, first: float) -> NoReturn:
+        """Celery's retry, keeping the first-asked time even if the message lacked it."""
+        headers = {**(getattr(self.request, "headers", None) or {}), ASKED_AT_HEADER: first}
+        raise self.retry(exc=error, countdown=countdown, max_retries=None, headers=headers)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What ``install`` registers for one task name."""
+
+    function: Callable[..., Any]
+    validator: Callable[..., None]
+    options: dict[str, Any] = field(default_factory=dict)
+    base: type[PictifyTask] = PictifyTask
+
+
+def header(request: Any, name: str) -> Any:
+    """A custom message header of a request (an attribute on a worker, in ``headers`` eager)."""
+    value = getattr(request, name, None)
+    if value is None:
+        headers = getattr(request, "headers", None)
+        if isinstance(headers, dict):
+            value = headers.get(name)
+    return value
+
+
+def asked_at(request: Any) -> float:
+    """When the running task was first asked for (now, when the header is missing)."""
+    value = header(request, ASKED_AT_HEADER)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return time.time()

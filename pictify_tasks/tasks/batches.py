@@ -1,0 +1,127 @@
+"""``pictify.start_batch`` and ``pictify.wait_for_batch``: the start side of a workflow."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from celery.exceptions import Ignore
+
+from pictify_tasks.client import batch_render_body
+from pictify_tasks.errors import BatchNotFoundError, PictifyError
+from pictify_tasks.ids import idempotency_key_for, validate_id
+from pictify_tasks.results import BatchProgress
+from pictify_tasks.revoke.links import links_from_request
+from pictify_tasks.store.records import StartRequest
+from pictify_tasks.tasks.base import PictifyTask
+
+__all__ = ["start_batch_task", "wait_for_batch_task"]
+
+logger = logging.getLogger("pictify_tasks.tasks")
+
+MAX_POLL_INTERVAL = 3600.0
+
+
+def validate_start_batch(
+    template_uid: Any, variable_sets: Sequence[Mapping[str, Any]], **options: Any
+) -> None:
+    validate_id(template_uid, kind="template uid")
+    batch_render_body(variable_sets, **options)
+
+
+def start_batch_task(
+    self: PictifyTask,
+    template_uid: str,
+    variable_sets: Sequence[Mapping[str, Any]],
+    **options: Any,
+) -> str:
+    """Start a batch and link it to this task's workflow; return its id.
+
+    The start is recorded (and linked) before its POST, so a revoke that
+    kills this task inside the POST still finds the batch; a start whose
+    workflow was revoked already is not sent at all. The Idempotency-Key
+    comes from this task's id, which a retry keeps: a retried start returns
+    the batch the first attempt made.
+    """
+    validate_start_batch(template_uid, variable_sets, **options)
+    runtime = self.runtime
+    settings = runtime.settings
+    settings.require_api_key()
+    start_id = str(self.request.id)
+    links = links_from_request(self.request)
+    start = StartRequest(
+        start_id=start_id,
+        template_uid=template_uid,
+        body=batch_render_body(variable_sets, **options),
+        idempotency_key=idempotency_key_for("start", start_id),
+        links=tuple((str(scope), link_id) for scope, link_id in links.pairs()),
+    )
+    try:
+        revoked = runtime.store.begin_start(start, links, settings.link_ttl)
+        if revoked:
+            _revoked_before_start(self, revoked)
+        answer = runtime.client.start_batch(
+            template_uid, variable_sets, idempotency_key=start.idempotency_key, **options
+        )
+        revoked = runtime.store.finish_start(start_id, answer.batch_id, links, settings.link_ttl)
+    except PictifyError as error:
+        self.retry_within_deadline(error)
+    if revoked:
+        logger.info(
+            "batch %s was started after %s had been revoked: cancelling it now",
+            answer.batch_id,
+            ", ".join(revoked),
+        )
+        runtime.fanout.enqueue([answer.batch_id], reason=f"revoked: {revoked[0]}")
+    return answer.batch_id
+
+
+def _revoked_before_start(task: PictifyTask, revoked: list[str]) -> None:
+    """The workflow was revoked before the batch started: start nothing, end as revoked."""
+    reason = f"not started: {', '.join(revoked)} had been revoked"
+    logger.info("start %s %s", task.request.id, reason)
+    task.backend.mark_as_revoked(task.request.id, reason, request=task.request)
+    raise Ignore(reason)
+
+
+def validate_wait_for_batch(batch_id: Any, poll_interval: Any = 5) -> None:
+    validate_id(batch_id)
+    if (
+        isinstance(poll_interval, bool)
+        or not isinstance(poll_interval, (int, float))
+        or not 0 < poll_interval <= MAX_POLL_INTERVAL
+    ):
+        raise ValueError(
+            f"poll_interval must be a number of seconds in (0, {MAX_POLL_INTERVAL:g}], "
+            f"got {poll_interval!r}"
+        )
+
+
+def wait_for_batch_task(
+    self: PictifyTask, batch_id: str, poll_interval: float = 5
+) -> BatchProgress:
+    """Poll a batch until it is terminal, rescheduling itself between polls.
+
+    It never sleeps in a worker. When the batch ends, its links are marked
+    finished, so that no later revoke sends it a cancel.
+    """
+    validate_wait_for_batch(batch_id, poll_interval)
+    runtime = self.runtime
+    runtime.settings.require_api_key()
+    try:
+        info = runtime.client.get_batch(batch_id)
+        if info.is_terminal:
+            runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
+    except BatchNotFoundError:
+        # Gone (or its results expired): nothing left to cancel either.
+        runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
+        raise
+    except PictifyError as error:
+        if not error.retryable:
+            raise
+        countdown = max(poll_interval, runtime.policy.countdown(1, error))
+        raise self.retry(exc=error, countdown=countdown, max_retries=None) from None
+    if not info.is_terminal:
+        raise self.retry(countdown=poll_interval, max_retries=None)
+    return info.as_dict()

@@ -1,0 +1,131 @@
+"""``pictify.cancel_batch`` and ``pictify.cancel_start``: one effective cancel per batch."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from pictify_tasks.cancel import CancelContext, RetryLater, cancel_step
+from pictify_tasks.client import PictifyClient
+from pictify_tasks.errors import PictifyConnectionError, PictifyError
+from pictify_tasks.ids import validate_id
+from pictify_tasks.publisher import record_wanted
+from pictify_tasks.render_body import PYTHON_NAMES
+from pictify_tasks.results import CancelBatchResult
+from pictify_tasks.revoke.links import BatchLinks
+from pictify_tasks.store.records import StartRequest, WantedCancel
+from pictify_tasks.tasks.base import PictifyTask, asked_at
+
+__all__ = ["CancelBatchTask", "cancel_batch_task", "cancel_start_task"]
+
+logger = logging.getLogger("pictify_tasks.tasks")
+
+MAX_REASON = 200
+
+
+def validate_cancel_batch(batch_id: Any, *, reason: Any = None) -> None:
+    validate_id(batch_id)
+    if reason is not None and not (isinstance(reason, str) and len(reason) <= MAX_REASON):
+        raise ValueError(f"reason must be a str of at most {MAX_REASON} characters")
+
+
+class CancelBatchTask(PictifyTask):
+    """Records the cancel as wanted before its first publish (the sweep's second line)."""
+
+    def first_publish(self, args: tuple[Any, ...], kwargs: dict[str, Any], asked: float) -> None:
+        batch_id = args[0] if args else kwargs.get("batch_id")
+        reason = kwargs.get("reason")
+        runtime = self.runtime
+        wanted = WantedCancel(str(batch_id), asked, reason or "")
+        record_wanted(runtime.store, [wanted], runtime.settings.wanted_ttl)
+
+
+def run_cancel(task: PictifyTask, batch_id: str) -> CancelBatchResult:
+    """One cancel step inside ``task``: return the outcome, or retry the task."""
+    runtime = task.runtime
+    settings = runtime.settings
+    settings.require_api_key()
+    context = CancelContext(
+        store=runtime.store,
+        client=lambda: runtime.client,
+        policy=runtime.policy,
+        lease_seconds=settings.lease_seconds,
+        ttl=settings.outcome_ttl,
+        asked_at=asked_at(task.request),
+    )
+    try:
+        decision = cancel_step(
+            batch_id,
+            task.request.id or f"eager-{id(task.request)}",
+            context,
+            waits=task.request.retries or 0,
+        )
+    except SoftTimeLimitExceeded:
+        # The time limit cut the HTTP call short: the outcome is unknown, try again.
+        cut = PictifyConnectionError(
+            f"cancel of batch {batch_id} cut short by the task's soft time limit (outcome unknown)"
+        )
+        task.retry_within_deadline(cut)
+    if isinstance(decision, RetryLater):
+        task.retry_after(decision.countdown, decision.error, context.asked_at)
+    return decision.as_result()
+
+
+def cancel_batch_task(
+    self: PictifyTask, batch_id: str, *, reason: str | None = None
+) -> CancelBatchResult:
+    """Cancel a Pictify batch, exactly once however often it is asked.
+
+    ``reason`` says why (``revoked: <id>`` for the package's own); it shows
+    in the task's arguments and the log. Returns a
+    :class:`~pictify_tasks.CancelBatchResult`.
+    """
+    validate_cancel_batch(batch_id, reason=reason)
+    if reason:
+        logger.info("cancel of batch %s asked: %s", batch_id, reason)
+    return run_cancel(self, batch_id)
+
+
+def validate_cancel_start(start_id: Any) -> None:
+    validate_id(start_id, kind="start id")
+
+
+def cancel_start_task(self: PictifyTask, start_id: str) -> CancelBatchResult | None:
+    """Cancel the batch of a start that may have reached the API before its task died.
+
+    The start was recorded before its POST. If its batch id is not known, the
+    same request is sent again with the same Idempotency-Key: the API answers
+    with the batch the first request made (or makes it now); then it is
+    cancelled like any other. Returns ``None`` when the record has expired.
+    """
+    validate_cancel_start(start_id)
+    runtime = self.runtime
+    settings = runtime.settings
+    settings.require_api_key()
+    start = runtime.store.start_request(start_id)
+    if start is None:
+        logger.warning("start %s is no longer recorded: nothing to cancel", start_id)
+        return None
+    batch_id = start.batch_id
+    if batch_id is None:
+        try:
+            batch_id = replay_start(runtime.client, start)
+        except PictifyError as error:
+            self.retry_within_deadline(error)
+        links = BatchLinks.from_pairs(start.links)
+        runtime.store.finish_start(start_id, batch_id, links, settings.link_ttl)
+        logger.info("start %s had made batch %s: cancelling it", start_id, batch_id)
+    return run_cancel(self, batch_id)
+
+
+def replay_start(client: PictifyClient, start: StartRequest) -> str:
+    """Send a recorded start again, byte for byte, with its Idempotency-Key."""
+    body = dict(start.body)
+    variable_sets = body.pop("variableSets", [])
+    options = {PYTHON_NAMES.get(name, name): value for name, value in body.items()}
+    answer = client.start_batch(
+        start.template_uid, variable_sets, idempotency_key=start.idempotency_key, **options
+    )
+    return answer.batch_id

@@ -1,0 +1,98 @@
+"""The fan-out alone: de-duplication, and work kept when the store or the broker fails."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from pictify_tasks import PictifySettings
+from pictify_tasks.revoke.backlog import Backlog
+from pictify_tasks.revoke.fanout import Fanout
+from pictify_tasks.revoke.links import BatchLinks, Scope
+from pictify_tasks.store import MemoryStore, StateStoreError
+from pictify_tasks.store.base import RevokedWork
+from pictify_tasks.store.records import WantedCancel
+from tests.fakes import RecordingPublisher
+
+WAIT = 10.0
+
+
+class FlakyStore(MemoryStore):
+    """A store whose ``revoke_ids`` fails until :attr:`up` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = threading.Event()
+        self.failures = 0
+
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
+        if not self.up.is_set():
+            self.failures += 1
+            raise StateStoreError("state store: ConnectionError: refused")
+        return super().revoke_ids(ids, scope, ttl)
+
+
+def fanout(store: MemoryStore, publisher: object) -> Fanout:
+    settings = PictifySettings(state_url="memory://")
+    return Fanout(store=lambda: store, settings=lambda: settings, publisher=publisher)  # type: ignore[arg-type]
+
+
+def linked(store: MemoryStore, batch_id: str, workflow_id: str) -> None:
+    store.link_batch(batch_id, BatchLinks(frozenset({workflow_id}), frozenset()), 3600)
+
+
+def test_a_revoke_the_store_cannot_answer_is_kept_and_done_when_it_can() -> None:
+    store, publisher = FlakyStore(), RecordingPublisher()
+    linked(store, "batch-1", "wf-1")
+    fan = fanout(store, publisher)
+    fan.backlog = Backlog(first_delay=0.01, max_delay=0.05)
+    assert fan.handle_revoke(["wf-1"]) is False  # kept, not handled
+    assert publisher.calls == []
+    store.up.set()
+    assert publisher.called.wait(WAIT), "the kept revoke was never done"
+    assert publisher.calls == [["batch-1"]]
+    assert publisher.wanted[0].reason == "revoked: wf-1"
+    assert store.failures >= 1
+
+
+class FlakyPublisher(RecordingPublisher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = threading.Event()
+
+    def cancels(self, wanted: Sequence[WantedCancel]) -> None:
+        if not self.up.is_set():
+            raise ConnectionError("broker down")
+        super().cancels(wanted)
+
+
+def test_a_publish_the_broker_refuses_is_kept_and_sent_later() -> None:
+    store, publisher = MemoryStore(), FlakyPublisher()
+    linked(store, "batch-1", "wf-1")
+    fan = fanout(store, publisher)
+    fan.backlog = Backlog(first_delay=0.01, max_delay=0.05)
+    assert fan.cancel_ids(["wf-1"]) == ["batch-1"]
+    publisher.up.set()
+    assert publisher.called.wait(WAIT)
+    assert publisher.calls == [["batch-1"]]
+
+
+def test_the_same_batch_is_published_once_within_a_few_seconds() -> None:
+    store, publisher = MemoryStore(), RecordingPublisher()
+    fan = fanout(store, publisher)
+    fan.enqueue(["b1", "b2", "b1"])
+    fan.enqueue(["b2", "b3"])
+    assert publisher.calls == [["b1", "b2"], ["b3"]]
+
+
+def test_a_full_backlog_drops_its_oldest_with_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    backlog = Backlog(max_items=2, first_delay=30, max_delay=30)
+    try:
+        for n in range(3):
+            backlog.keep(f"item {n}", lambda: None)
+        assert len(backlog) == 2
+        assert "dropped item 0" in caplog.text
+    finally:
+        backlog.stop()
