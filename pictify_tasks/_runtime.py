@@ -15,6 +15,7 @@ from typing import Any
 
 from pictify_tasks.client import PictifyClient
 from pictify_tasks.publisher import CeleryPublisher
+from pictify_tasks.ratelimit import RateLimiter, Unlimited
 from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.revoke.fanout import Fanout
 from pictify_tasks.settings import MEMORY_STATE_URL, PictifySettings
@@ -38,6 +39,8 @@ class Runtime:
         self._store: StateStore | None = None
         self._client: PictifyClient | None = None
         self._client_pid = 0
+        #: Asked for a token before every request (see :mod:`pictify_tasks.ratelimit`).
+        self.limiter: RateLimiter = Unlimited()
         self.fanout = Fanout(
             store=lambda: self.store,
             settings=lambda: self.settings,

@@ -17,6 +17,7 @@ from typing import Callable
 from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.client import PictifyClient
 from pictify_tasks.errors import CancelFailedError, PictifyError
+from pictify_tasks.ratelimit import Priority, RateLimiter, Unlimited
 from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.store.base import StateStore, StateStoreError
 from pictify_tasks.store.records import FailureRecord, OutcomeRecord
@@ -53,6 +54,7 @@ class CancelContext:
     lease_seconds: float
     ttl: int
     asked_at: float
+    limiter: RateLimiter = dataclasses.field(default_factory=Unlimited)
     now: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
 
@@ -88,6 +90,10 @@ def cancel_step(
         )
         return RetryLater(countdown=max(0.05, wait))
 
+    wait = context.limiter.acquire(Priority.CANCEL)
+    if wait > 0:
+        # No token yet: keep the lease (renewed when this task comes back), no attempt made.
+        return RetryLater(countdown=wait)
     attempt = begin.attempt
     try:
         result = context.client().cancel_batch(batch_id)

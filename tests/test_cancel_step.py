@@ -17,6 +17,7 @@ from pictify_tasks import (
 )
 from pictify_tasks.cancel import CancelContext, RetryLater, cancel_step
 from pictify_tasks.errors import CancelFailedError
+from pictify_tasks.ratelimit import Priority
 from pictify_tasks.store import MemoryStore, OutcomeRecord, StateStore, StateStoreError
 
 Answer = Union[CancelResult, BaseException]
@@ -225,3 +226,37 @@ def test_a_store_failure_after_the_post_retries_the_post() -> None:
     decision = _step(store, client)
     assert isinstance(decision, RetryLater) and isinstance(decision.error, StateStoreError)
     assert client.calls == 1
+
+
+class Rationed:
+    """A limiter that makes the first ``waits`` asks wait 1.5 s, then lets requests go."""
+
+    def __init__(self, waits: int) -> None:
+        self.asks: list[object] = []
+        self._waits = waits
+
+    def acquire(self, priority: object) -> float:
+        self.asks.append(priority)
+        return 1.5 if len(self.asks) <= self._waits else 0.0
+
+
+def test_a_cancel_waits_for_a_token_without_spending_an_attempt() -> None:
+    store, client, limiter = MemoryStore(), StubClient([CANCELLED]), Rationed(waits=2)
+    context = CancelContext(
+        store=store,
+        client=lambda: client,  # type: ignore[arg-type,return-value]
+        policy=RetryPolicy(),
+        lease_seconds=30,
+        ttl=3600,
+        asked_at=ASKED,
+        limiter=limiter,
+    )
+    for _ in range(2):
+        decision = cancel_step("b1", "task-a", context)
+        assert decision == RetryLater(countdown=1.5)
+    # a duplicate meanwhile waits for the lease, and asks for no token
+    assert isinstance(cancel_step("b1", "task-b", context), RetryLater)
+    result = cancel_step("b1", "task-a", context)
+    assert isinstance(result, OutcomeRecord) and result.attempts == 1
+    assert client.calls == 1
+    assert limiter.asks == [Priority.CANCEL] * 3

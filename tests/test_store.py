@@ -31,9 +31,13 @@ def test_first_caller_takes_the_lease_others_wait(store: StateStore) -> None:
     assert 0 < other.lease_remaining <= 30
 
 
-def test_the_owner_renews_its_lease_and_counts_attempts(store: StateStore) -> None:
+def test_the_owner_renews_its_lease_and_failed_attempts_count(store: StateStore) -> None:
     assert store.begin_cancel("b1", "task-a", 30, ASKED).attempt == 1
+    # holding the lease (waiting for a rate-limit token) is no attempt
+    assert store.begin_cancel("b1", "task-a", 30, ASKED).attempt == 1
+    store.fail_cancel("task-a", failure(), 3600, 30)
     assert store.begin_cancel("b1", "task-a", 30, ASKED).attempt == 2
+    store.fail_cancel("task-a", failure(), 3600, 30)
     assert store.begin_cancel("b1", "task-a", 30, ASKED).attempt == 3
 
 
@@ -89,7 +93,8 @@ def test_a_stranger_cannot_release_anothers_lease(store: StateStore) -> None:
 
 
 def test_an_expired_lease_can_be_taken_over(store: StateStore) -> None:
-    store.begin_cancel("b1", "task-a", 0.05, ASKED)
+    store.begin_cancel("b1", "task-a", 30, ASKED)
+    store.fail_cancel("task-a", failure(), 3600, 0.05)  # will retry; the lease runs out
     deadline = threading.Event()
     for _ in range(100):
         begin = store.begin_cancel("b1", "task-b", 30, ASKED)

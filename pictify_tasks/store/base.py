@@ -93,7 +93,10 @@ class StateStore(abc.ABC):
     def begin_cancel(
         self, batch_id: str, owner: str, lease_seconds: float, asked_at: float
     ) -> CancelBegin:
-        """Return the recorded outcome, or take (or renew) the lease and count an attempt.
+        """Return the recorded outcome, or take (or renew) the lease.
+
+        ``attempt`` is the batch's failed attempts so far plus one: holding the
+        lease is not an attempt, a failure recorded by :meth:`fail_cancel` is.
 
         A cancel asked at ``asked_at`` or before the batch's last final
         failure gets that failure instead: it was asked and answered already.
@@ -111,7 +114,7 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
-        """Record a failure of ``failure.batch_id``'s cancel.
+        """Record a failed attempt of ``failure.batch_id``'s cancel.
 
         With ``keep_lease`` seconds (> 0) the owner will retry, so it keeps the
         lease that long; with 0 the lease is given back. A ``final`` failure

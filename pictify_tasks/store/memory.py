@@ -114,7 +114,6 @@ class MemoryStore(StateStore):
                 return CancelBegin(lease_remaining=self._leases.ttl(batch_id))
             attempt = (self._attempts.get(batch_id) or 0) + 1
             self._leases.set(batch_id, owner, lease_seconds)
-            self._attempts.set(batch_id, attempt, max(lease_seconds, 86400))
             links = tuple(sorted(self._batch_links.get(batch_id) or ()))
             return CancelBegin(acquired=True, attempt=attempt, links=links)
 
@@ -136,6 +135,7 @@ class MemoryStore(StateStore):
         batch_id = failure.batch_id
         with self._lock:
             self._failures.set(batch_id, failure, ttl)
+            self._attempts.set(batch_id, (self._attempts.get(batch_id) or 0) + 1, ttl)
             if self._leases.get(batch_id) == owner:
                 if keep_lease > 0:
                     self._leases.expire(batch_id, keep_lease)

@@ -9,9 +9,11 @@ from __future__ import annotations
 __all__ = ["BEGIN", "FAIL", "FINISH"]
 
 # KEYS: outcome, lease, attempts, links, failed at, failure.
-# ARGV: owner, lease ms, attempts ttl s, asked at (wall seconds).
-# The attempt count belongs to the batch, not to the task: a task taking
-# over a lease goes on counting, so duplicates never multiply the attempts.
+# ARGV: owner, lease ms, attempts ttl s (unused), asked at (wall seconds).
+# The attempt count belongs to the batch, not to the task, and counts the
+# failed attempts (FAIL adds one): a task taking over a lease goes on
+# counting, so duplicates never multiply the attempts, and a task that holds
+# the lease but waits (for a rate-limit token) has made no attempt.
 # A cancel asked before the batch's last final failure shares that failure.
 BEGIN = """
 local done = redis.call('GET', KEYS[1])
@@ -25,8 +27,7 @@ if holder and holder ~= ARGV[1] then
   return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-local n = redis.call('INCR', KEYS[3])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
+local n = tonumber(redis.call('GET', KEYS[3]) or '0') + 1
 return {'acquired', tostring(n), redis.call('SMEMBERS', KEYS[4])}
 """
 
@@ -42,6 +43,8 @@ return redis.call('GET', KEYS[1])
 # ARGV: owner, failure json, ttl s, keep lease ms (0: give it back), final (1/0), now.
 FAIL = """
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   if tonumber(ARGV[4]) > 0 then
     redis.call('PEXPIRE', KEYS[1], ARGV[4])

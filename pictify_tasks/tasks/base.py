@@ -18,6 +18,7 @@ from celery import Task
 
 from pictify_tasks._runtime import Runtime, runtime_for
 from pictify_tasks.names import ASKED_AT_HEADER
+from pictify_tasks.ratelimit import Priority
 
 __all__ = ["PictifyTask", "TaskSpec", "asked_at", "header"]
 
@@ -79,6 +80,12 @@ class PictifyTask(Task):  # type: ignore[misc]
         if wait is None:
             raise error
         self.retry_after(wait, error, first)
+
+    def wait_for_token(self, priority: Priority) -> None:
+        """Return when a request may go; else reschedule this task until it may."""
+        wait = self.runtime.limiter.acquire(priority)
+        if wait > 0:
+            self.retry_after(wait, None, asked_at(self.request))
 
     def retry_after(self, countdown: float, error: Exception | None, first: float) -> NoReturn:
         """Celery's retry, keeping the first-asked time even if the message lacked it."""

@@ -11,6 +11,7 @@ from celery.exceptions import Ignore
 from pictify_tasks.client import batch_render_body
 from pictify_tasks.errors import BatchNotFoundError, PictifyError
 from pictify_tasks.ids import idempotency_key_for, validate_id
+from pictify_tasks.ratelimit import Priority
 from pictify_tasks.results import BatchProgress
 from pictify_tasks.revoke.links import links_from_request
 from pictify_tasks.store.records import StartRequest
@@ -61,6 +62,7 @@ def start_batch_task(
         revoked = runtime.store.begin_start(start, links, settings.link_ttl)
         if revoked:
             _revoked_before_start(self, revoked)
+        self.wait_for_token(Priority.START)
         answer = runtime.client.start_batch(
             template_uid, variable_sets, idempotency_key=start.idempotency_key, **options
         )
@@ -109,6 +111,7 @@ def wait_for_batch_task(
     validate_wait_for_batch(batch_id, poll_interval)
     runtime = self.runtime
     runtime.settings.require_api_key()
+    self.wait_for_token(Priority.POLL)
     try:
         info = runtime.client.get_batch(batch_id)
         if info.is_terminal:

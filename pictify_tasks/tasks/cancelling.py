@@ -12,6 +12,7 @@ from pictify_tasks.client import PictifyClient
 from pictify_tasks.errors import PictifyConnectionError, PictifyError
 from pictify_tasks.ids import validate_id
 from pictify_tasks.publisher import record_wanted
+from pictify_tasks.ratelimit import Priority
 from pictify_tasks.render_body import PYTHON_NAMES
 from pictify_tasks.results import CancelBatchResult
 from pictify_tasks.revoke.links import BatchLinks
@@ -54,6 +55,7 @@ def run_cancel(task: PictifyTask, batch_id: str) -> CancelBatchResult:
         lease_seconds=settings.lease_seconds,
         ttl=settings.outcome_ttl,
         asked_at=asked_at(task.request),
+        limiter=runtime.limiter,
     )
     try:
         decision = cancel_step(
@@ -110,6 +112,7 @@ def cancel_start_task(self: PictifyTask, start_id: str) -> CancelBatchResult | N
         return None
     batch_id = start.batch_id
     if batch_id is None:
+        self.wait_for_token(Priority.START)
         try:
             batch_id = replay_start(runtime.client, start)
         except PictifyError as error:
