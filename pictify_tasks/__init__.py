@@ -15,7 +15,10 @@ from celery.local import Proxy
 from pictify_tasks.client import BatchInfo, BatchStart, CancelResult, PictifyClient
 from pictify_tasks.errors import (
     AuthenticationError,
+    BatchCancelledError,
     BatchConflictError,
+    BatchEndedError,
+    BatchFailedError,
     BatchNotFoundError,
     CancelFailedError,
     CancelNotConfirmedError,
@@ -28,6 +31,7 @@ from pictify_tasks.errors import (
     RateLimitError,
     ServerError,
     UnexpectedResponseError,
+    WaitTimeoutError,
 )
 from pictify_tasks.integration import install, uninstall
 from pictify_tasks.names import CANCEL_BATCH, START_BATCH, WAIT_FOR_BATCH
@@ -60,7 +64,10 @@ wait_for_batch: Any = Proxy(_installed_task, args=(WAIT_FOR_BATCH,))
 
 __all__ = [
     "AuthenticationError",
+    "BatchCancelledError",
     "BatchConflictError",
+    "BatchEndedError",
+    "BatchFailedError",
     "BatchInfo",
     "BatchLinks",
     "BatchNotFoundError",
@@ -84,6 +91,7 @@ __all__ = [
     "ServerError",
     "StateStoreError",
     "UnexpectedResponseError",
+    "WaitTimeoutError",
     "__version__",
     "cancel_batch",
     "cancel_workflow",

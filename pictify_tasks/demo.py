@@ -121,7 +121,10 @@ def revoke_demo(app: Celery, emulator: PictifyEmulator) -> None:
     ).apply_async()
     batch_id = flow.parent.parent.get(timeout=30, interval=0.01)
     _revoked("chain start -> wait -> next, tail revoked", emulator, [batch_id], flow.revoke)
-    print(f"    the waiting step then ended with status {flow.parent.get(timeout=30)['status']!r}")
+    try:
+        flow.parent.get(timeout=30)
+    except pictify_tasks.BatchCancelledError as stopped:
+        print(f"    the waiting step then stopped the chain: {stopped}")
 
     batches = group(start.s("tpl_cards", rows) for _ in range(3)).apply_async()
     ids = batches.get(timeout=30, interval=0.01)

@@ -19,7 +19,10 @@ from pictify_tasks.redaction import clip
 
 __all__ = [
     "AuthenticationError",
+    "BatchCancelledError",
     "BatchConflictError",
+    "BatchEndedError",
+    "BatchFailedError",
     "BatchNotFoundError",
     "CancelFailedError",
     "CancelNotConfirmedError",
@@ -32,6 +35,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "UnexpectedResponseError",
+    "WaitTimeoutError",
     "describe_body",
     "error_from_response",
     "json_object",
@@ -127,6 +131,26 @@ class CancelFailedError(PictifyError):
     Raised by every task asking for the same cancel before that failure, so a
     storm of duplicates fails together instead of starting the attempts over.
     """
+
+
+class BatchEndedError(PictifyError):
+    """A batch a workflow waited for ended without rendering (see ``raise_on``).
+
+    Raised by ``pictify.wait_for_batch`` so that the chain stops instead of
+    passing a cancelled or failed batch on as a success.
+    """
+
+
+class BatchCancelledError(BatchEndedError):
+    """The batch ended ``cancelled``."""
+
+
+class BatchFailedError(BatchEndedError):
+    """The batch ended ``failed``."""
+
+
+class WaitTimeoutError(PictifyError):
+    """``pictify.wait_for_batch`` waited longer than its ``timeout``; the batch was cancelled."""
 
 
 class PictifyConnectionError(PictifyError):

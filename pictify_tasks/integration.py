@@ -24,6 +24,7 @@ from pictify_tasks.revoke.links import LINEAGE_HEADER, Scope, lineage_for_child
 from pictify_tasks.revoke.listener import RevokeListener
 from pictify_tasks.sweep import CancelSweep
 from pictify_tasks.tasks import TASKS
+from pictify_tasks.tasks.base import run_eagerly_in_a_loop
 
 __all__ = ["CeleryIntegration", "install", "uninstall"]
 
@@ -58,7 +59,7 @@ class CeleryIntegration:
                 # shared=False: register on this app only, not on every app created.
                 # app.task() stays lazy on an app that is not finalized yet.
                 app.task(name=name, bind=True, base=base, shared=False, **spec.options)(
-                    spec.function
+                    run_eagerly_in_a_loop(spec.function)
                 )
             for step in _STEPS:
                 app.steps["consumer"].add(step)

@@ -37,8 +37,10 @@ def test_chain_revoked_through_its_tail_while_waiting(
     result, batch_id = waiting_chain(setup)
     timed_revoke(setup, revoke_timings, "broadcast: chain tail", batch_id, result.revoke)
     assert setup.emulator.batch(batch_id)["status"] == "cancelled"
-    # The waiting step sees the cancel and ends; it never sends a cancel itself.
-    assert result.parent.get(timeout=30)["status"] == "cancelled"
+    # The waiting step sees the cancel and stops the chain with a clear error;
+    # it never sends a cancel itself.
+    with pytest.raises(pictify_tasks.BatchCancelledError):
+        result.parent.get(timeout=30)
     assert setup.emulator.batch(batch_id)["cancelRequests"] == 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from celery import chain
 
+import pictify_tasks
 from tests.workers import Setup
 from tests.workflows import ROWS, TEMPLATE, after, cancel_of, polling, settled, wait
 
@@ -47,4 +48,6 @@ def test_a_later_step_of_the_chain_does_not_reach_the_batch(task_scope: Setup) -
     assert setup.emulator.cancel_requests(batch_id) == []
     setup.app.control.revoke(start.id)  # the task that started it does reach it
     cancel_of(setup, batch_id)
-    assert result.parent.get(timeout=30)["status"] == "cancelled"
+    # The waiting step sees the cancel and stops the chain with a clear error.
+    with pytest.raises(pictify_tasks.BatchCancelledError):
+        result.parent.get(timeout=30)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pictify_tasks.errors import BatchEndedError
 from pictify_tasks.ids import validate_id
 from pictify_tasks.names import (
     CANCEL_BATCH,
@@ -17,12 +18,7 @@ from pictify_tasks.names import (
     WAIT_FOR_BATCH,
 )
 from pictify_tasks.tasks.base import PictifyTask, TaskSpec
-from pictify_tasks.tasks.batches import (
-    start_batch_task,
-    validate_start_batch,
-    validate_wait_for_batch,
-    wait_for_batch_task,
-)
+from pictify_tasks.tasks.batches import start_batch_task, validate_start_batch
 from pictify_tasks.tasks.cancelling import (
     CancelBatchTask,
     cancel_batch_task,
@@ -30,6 +26,7 @@ from pictify_tasks.tasks.cancelling import (
     validate_cancel_batch,
     validate_cancel_start,
 )
+from pictify_tasks.tasks.waiting import validate_wait_for_batch, wait_for_batch_task
 
 __all__ = ["TASKS", "PictifyTask", "TaskSpec"]
 
@@ -54,6 +51,11 @@ TASKS: dict[str, TaskSpec] = {
     CANCEL_BATCH: TaskSpec(cancel_batch_task, validate_cancel_batch, _RETRYING, CancelBatchTask),
     CANCEL_START: TaskSpec(cancel_start_task, validate_cancel_start, _RETRYING),
     START_BATCH: TaskSpec(start_batch_task, validate_start_batch, _RETRYING),
-    WAIT_FOR_BATCH: TaskSpec(wait_for_batch_task, validate_wait_for_batch, _RETRYING),
+    # A batch that ended cancelled or failed is an expected answer, not a crash.
+    WAIT_FOR_BATCH: TaskSpec(
+        wait_for_batch_task,
+        validate_wait_for_batch,
+        {**_RETRYING, "throws": (BatchEndedError,)},
+    ),
     CANCEL_WORKFLOW: TaskSpec(cancel_workflow_task, validate_cancel_workflow, _AT_LEAST_ONCE),
 }

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, NoReturn
 
 from celery import Task
+from celery.exceptions import Ignore, Reject
 
 from pictify_tasks._runtime import Runtime, runtime_for
 from pictify_tasks.names import ASKED_AT_HEADER
 from pictify_tasks.ratelimit import Priority
 
-__all__ = ["PictifyTask", "TaskSpec", "asked_at", "header"]
+__all__ = [
+    "EagerComeBack",
+    "PictifyTask",
+    "TaskSpec",
+    "asked_at",
+    "header",
+    "run_eagerly_in_a_loop",
+]
+
+logger = logging.getLogger("pictify_tasks.tasks")
 
 
 @functools.cache
@@ -75,22 +86,70 @@ class PictifyTask(Task):  # type: ignore[misc]
     def retry_within_deadline(self, error: Exception, *, attempt: int | None = None) -> NoReturn:
         """Retry after ``error`` as the policy says, or raise it when the budget is spent."""
         attempt = (self.request.retries or 0) + 1 if attempt is None else attempt
-        first = asked_at(self.request)
-        wait = self.runtime.policy.next_wait(error, attempt, time.time() - first)
+        wait = self.runtime.policy.next_wait(error, attempt, time.time() - asked_at(self.request))
         if wait is None:
             raise error
-        self.retry_after(wait, error, first)
+        self.come_back(wait, error=error)
 
     def wait_for_token(self, priority: Priority) -> None:
-        """Return when a request may go; else reschedule this task until it may."""
+        """Return when a request may go; else come back when it may."""
         wait = self.runtime.limiter.acquire(priority)
         if wait > 0:
-            self.retry_after(wait, None, asked_at(self.request))
+            self.come_back(wait)
 
-    def retry_after(self, countdown: float, error: Exception | None, first: float) -> NoReturn:
-        """Celery's retry, keeping the first-asked time even if the message lacked it."""
-        headers = {**(getattr(self.request, "headers", None) or {}), ASKED_AT_HEADER: first}
-        raise self.retry(exc=error, countdown=countdown, max_retries=None, headers=headers)
+    def come_back(self, countdown: float, *, error: Exception | None = None) -> NoReturn:
+        """Run this task again in ``countdown`` seconds, with the same id, chain and headers.
+
+        After an ``error`` it is Celery's retry (state RETRY, counted as one).
+        Without, it is a wait (another task's lease, a token, the next poll):
+        the task is sent again and this run is ignored, so Flower does not
+        count every look as a retry and the log says it at DEBUG. Under eager
+        execution the caller's thread waits and runs the task again in a
+        loop, as a worker would (Celery's eager retries would nest).
+        """
+        headers = {
+            **(getattr(self.request, "headers", None) or {}),
+            ASKED_AT_HEADER: asked_at(self.request),
+        }
+        if self.request.is_eager:
+            raise EagerComeBack(countdown)
+        if error is not None:
+            raise self.retry(exc=error, countdown=countdown, max_retries=None, headers=headers)
+        logger.debug("%s[%s] waits %.2fs", self.name, self.request.id, countdown)
+        again = self.signature_from_request(
+            self.request,
+            countdown=countdown,
+            retries=(self.request.retries or 0) + 1,
+            headers=headers,
+        )
+        try:
+            again.apply_async()
+        except Exception as exc:
+            raise Reject(exc, requeue=False) from exc
+        raise Ignore()
+
+
+class EagerComeBack(Exception):
+    """Under eager execution: wait ``countdown`` seconds and run the task again."""
+
+    def __init__(self, countdown: float) -> None:
+        super().__init__(countdown)
+        self.countdown = countdown
+
+
+def run_eagerly_in_a_loop(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The task function, looping over :class:`EagerComeBack` instead of nesting retries."""
+
+    @functools.wraps(function)
+    def run(self: PictifyTask, *args: Any, **kwargs: Any) -> Any:
+        while True:
+            try:
+                return function(self, *args, **kwargs)
+            except EagerComeBack as wait:
+                time.sleep(wait.countdown)  # eager: the caller waits, as a worker would
+                self.request.retries = (self.request.retries or 0) + 1
+
+    return run
 
 
 @dataclass(frozen=True)

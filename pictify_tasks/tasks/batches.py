@@ -9,19 +9,16 @@ from typing import Any
 from celery.exceptions import Ignore
 
 from pictify_tasks.client import batch_render_body
-from pictify_tasks.errors import BatchNotFoundError, PictifyError
+from pictify_tasks.errors import PictifyError
 from pictify_tasks.ids import idempotency_key_for, validate_id
 from pictify_tasks.ratelimit import Priority
-from pictify_tasks.results import BatchProgress
 from pictify_tasks.revoke.links import links_from_request
 from pictify_tasks.store.records import StartRequest
 from pictify_tasks.tasks.base import PictifyTask
 
-__all__ = ["start_batch_task", "wait_for_batch_task"]
+__all__ = ["start_batch_task", "validate_start_batch"]
 
 logger = logging.getLogger("pictify_tasks.tasks")
-
-MAX_POLL_INTERVAL = 3600.0
 
 
 def validate_start_batch(
@@ -85,46 +82,3 @@ def _revoked_before_start(task: PictifyTask, revoked: list[str]) -> None:
     logger.info("start %s %s", task.request.id, reason)
     task.backend.mark_as_revoked(task.request.id, reason, request=task.request)
     raise Ignore(reason)
-
-
-def validate_wait_for_batch(batch_id: Any, poll_interval: Any = 5) -> None:
-    validate_id(batch_id)
-    if (
-        isinstance(poll_interval, bool)
-        or not isinstance(poll_interval, (int, float))
-        or not 0 < poll_interval <= MAX_POLL_INTERVAL
-    ):
-        raise ValueError(
-            f"poll_interval must be a number of seconds in (0, {MAX_POLL_INTERVAL:g}], "
-            f"got {poll_interval!r}"
-        )
-
-
-def wait_for_batch_task(
-    self: PictifyTask, batch_id: str, poll_interval: float = 5
-) -> BatchProgress:
-    """Poll a batch until it is terminal, rescheduling itself between polls.
-
-    It never sleeps in a worker. When the batch ends, its links are marked
-    finished, so that no later revoke sends it a cancel.
-    """
-    validate_wait_for_batch(batch_id, poll_interval)
-    runtime = self.runtime
-    runtime.settings.require_api_key()
-    self.wait_for_token(Priority.POLL)
-    try:
-        info = runtime.client.get_batch(batch_id)
-        if info.is_terminal:
-            runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
-    except BatchNotFoundError:
-        # Gone (or its results expired): nothing left to cancel either.
-        runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
-        raise
-    except PictifyError as error:
-        if not error.retryable:
-            raise
-        countdown = max(poll_interval, runtime.policy.countdown(1, error))
-        raise self.retry(exc=error, countdown=countdown, max_retries=None) from None
-    if not info.is_terminal:
-        raise self.retry(countdown=poll_interval, max_retries=None)
-    return info.as_dict()

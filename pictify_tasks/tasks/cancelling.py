@@ -71,7 +71,7 @@ def run_cancel(task: PictifyTask, batch_id: str) -> CancelBatchResult:
         )
         task.retry_within_deadline(cut)
     if isinstance(decision, RetryLater):
-        task.retry_after(decision.countdown, decision.error, context.asked_at)
+        task.come_back(decision.countdown, error=decision.error)
     return decision.as_result()
 
 

@@ -1,0 +1,146 @@
+"""``pictify.wait_for_batch``: a chain's step that waits for its batch, visibly, with a deadline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pictify_tasks.errors import (
+    BatchCancelledError,
+    BatchEndedError,
+    BatchFailedError,
+    BatchNotFoundError,
+    PictifyError,
+    WaitTimeoutError,
+)
+from pictify_tasks.ids import validate_id
+from pictify_tasks.models import BatchInfo
+from pictify_tasks.ratelimit import Priority
+from pictify_tasks.results import BatchProgress
+from pictify_tasks.tasks.base import PictifyTask, asked_at
+
+__all__ = ["validate_wait_for_batch", "wait_for_batch_task"]
+
+logger = logging.getLogger("pictify_tasks.tasks")
+
+MAX_POLL_INTERVAL = 3600.0
+#: The state a waiting task shows between polls, with the batch's progress as its meta.
+PROGRESS = "PROGRESS"
+#: What ``raise_on`` may name, and the error each raises.
+_ENDINGS: dict[str, type[BatchEndedError]] = {
+    "cancelled": BatchCancelledError,
+    "failed": BatchFailedError,
+}
+DEFAULT_RAISE_ON = ("cancelled", "failed")
+
+
+def validate_wait_for_batch(
+    batch_id: Any,
+    poll_interval: Any = 5,
+    *,
+    timeout: Any = None,
+    raise_on: Any = DEFAULT_RAISE_ON,
+) -> None:
+    validate_id(batch_id)
+    if not _seconds(poll_interval) or poll_interval > MAX_POLL_INTERVAL:
+        raise ValueError(
+            f"poll_interval must be a number of seconds in (0, {MAX_POLL_INTERVAL:g}], "
+            f"got {poll_interval!r}"
+        )
+    if timeout is not None and not _seconds(timeout):
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    if isinstance(raise_on, str) or not isinstance(raise_on, Sequence):
+        raise ValueError(f"raise_on must be a list of statuses, got {raise_on!r}")
+    unknown = [status for status in raise_on if status not in _ENDINGS]
+    if unknown:
+        raise ValueError(f"raise_on may hold {sorted(_ENDINGS)}, got {unknown!r}")
+
+
+def wait_for_batch_task(
+    self: PictifyTask,
+    batch_id: str,
+    poll_interval: float = 5,
+    *,
+    timeout: float | None = None,
+    raise_on: Sequence[str] = DEFAULT_RAISE_ON,
+) -> BatchProgress:
+    """Poll a batch until it ends; return its final state.
+
+    Between polls the task shows state ``PROGRESS`` with the batch's
+    completed and total items, and comes back later; it never sleeps in a
+    worker. When the batch ends its links are marked finished, so no later
+    revoke sends it a cancel. A batch that ends in a status of ``raise_on``
+    (``cancelled`` or ``failed`` by default) raises a
+    :class:`~pictify_tasks.BatchEndedError` so the chain stops; pass
+    ``raise_on=()`` to get it as a result instead. After ``timeout`` seconds
+    the batch is cancelled and the task fails with
+    :class:`~pictify_tasks.WaitTimeoutError`.
+    """
+    validate_wait_for_batch(batch_id, poll_interval, timeout=timeout, raise_on=raise_on)
+    runtime = self.runtime
+    runtime.settings.require_api_key()
+    waited = time.time() - asked_at(self.request)
+    if timeout is not None and waited >= timeout:
+        _time_out(self, batch_id, timeout)
+    self.wait_for_token(Priority.POLL)
+    try:
+        info = runtime.client.get_batch(batch_id)
+        if info.is_terminal:
+            runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
+    except BatchNotFoundError:
+        # Gone (or its results expired): nothing left to cancel either.
+        runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
+        raise
+    except PictifyError as error:
+        if not error.retryable:
+            raise
+        self.come_back(max(poll_interval, runtime.policy.countdown(1, error)), error=error)
+    if info.is_terminal:
+        return _ended(info, raise_on)
+    if not self.request.is_eager:
+        self.update_state(state=PROGRESS, meta=_progress(info))
+    countdown = poll_interval
+    if timeout is not None:
+        countdown = max(0.0, min(countdown, timeout - waited))
+    self.come_back(countdown)
+
+
+def _ended(info: BatchInfo, raise_on: Sequence[str]) -> BatchProgress:
+    error = _ENDINGS.get(info.status)
+    if error is not None and info.status in raise_on:
+        raise error(
+            f"batch {info.batch_id} ended {info.status}: "
+            f"{info.completed_items} of {info.total_items} item(s) rendered"
+        )
+    return info.as_dict()
+
+
+def _time_out(task: PictifyTask, batch_id: str, timeout: float) -> None:
+    reason = f"timeout: {task.name} {task.request.id} waited {timeout:g}s"
+    logger.warning("batch %s still running after %gs: cancelling it", batch_id, timeout)
+    task.runtime.fanout.enqueue([batch_id], reason=reason)
+    raise WaitTimeoutError(
+        f"batch {batch_id} did not end within {timeout:g}s; it was cancelled ({reason})"
+    )
+
+
+def _progress(info: BatchInfo) -> dict[str, Any]:
+    return {
+        "batch_id": info.batch_id,
+        "status": info.status,
+        "completed_items": info.completed_items,
+        "failed_items": info.failed_items,
+        "total_items": info.total_items,
+        "progress": info.progress,
+    }
+
+
+def _seconds(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and value > 0
+        and value != float("inf")
+    )

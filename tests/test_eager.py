@@ -1,0 +1,97 @@
+"""Eager mode (``task_always_eager``), how Django projects test: every task does what it
+does on a worker (waits, retries, returns the same result), in a loop, never nested."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from celery import Celery, chain
+
+import pictify_tasks
+from pictify_tasks.testing import PictifyEmulator
+
+
+@pytest.fixture
+def emulator() -> Iterator[PictifyEmulator]:
+    with PictifyEmulator(items_per_second=0) as emulator:
+        yield emulator
+
+
+def eager_app(emulator: PictifyEmulator, *, propagates: bool = True) -> Celery:
+    app = Celery(f"eager-{uuid.uuid4().hex[:6]}", set_as_current=False)
+    app.conf.update(
+        task_always_eager=True,
+        task_eager_propagates=propagates,
+        pictify_api_key=emulator.api_key,
+        pictify_base_url=emulator.base_url,
+        pictify_state_url="memory://",
+        pictify_retry_backoff_base=0.01,
+        pictify_retry_backoff_max=0.02,
+    )
+    pictify_tasks.install(app)
+    return app
+
+
+def test_a_chain_that_polls_many_times_ends_without_recursion(emulator: PictifyEmulator) -> None:
+    emulator.items_per_second = 25.0  # 50 items: about 2 s, so ~100 polls of 0.02 s
+    app = eager_app(emulator)
+    rows = [{"n": n} for n in range(50)]
+    try:
+        flow = chain(
+            app.tasks["pictify.start_batch"].s("tpl_eager", rows),
+            app.tasks["pictify.wait_for_batch"].s(poll_interval=0.02),
+        ).apply_async()
+        result = flow.get()
+    finally:
+        pictify_tasks.uninstall(app)
+    assert result["status"] == "completed" and result["completed_items"] == 50
+    polls = emulator.requests_matching("GET", "/results")
+    assert len(polls) > 20  # many rounds, each in the same frame, not one nested in another
+    assert len(polls) < sys.getrecursionlimit()
+
+
+def test_a_503_is_retried_not_surfaced_as_retry_with_eager_propagates(
+    emulator: PictifyEmulator,
+) -> None:
+    app = eager_app(emulator, propagates=True)
+    batch_id = emulator.create_batch()
+    emulator.inject(status=503, times=3, path_contains=f"/{batch_id}/cancel")
+    try:
+        result = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
+    finally:
+        pictify_tasks.uninstall(app)
+    assert (result["outcome"], result["attempts"]) == ("cancelled", 4)
+    assert [r.status for r in emulator.cancel_requests(batch_id)] == [503, 503, 503, 200]
+
+
+def test_an_eager_cancel_returns_what_a_worker_returns(emulator: PictifyEmulator) -> None:
+    app = eager_app(emulator)
+    batch_id = emulator.create_batch()
+    try:
+        first = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
+        again = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
+    finally:
+        pictify_tasks.uninstall(app)
+    assert first == {
+        "batch_id": batch_id,
+        "status": "cancelled",
+        "outcome": "cancelled",
+        "attempts": 1,
+        "message": "Batch cancelled",
+    }
+    assert again["outcome"] == "cancelled" and len(emulator.cancel_requests(batch_id)) == 1
+
+
+def test_an_eager_wait_for_a_cancelled_batch_stops_the_chain(emulator: PictifyEmulator) -> None:
+    app = eager_app(emulator)
+    batch_id = emulator.create_batch(status="cancelled")
+    try:
+        with pytest.raises(pictify_tasks.BatchCancelledError):
+            app.tasks["pictify.wait_for_batch"].delay(batch_id, poll_interval=0.02).get()
+        opted_out = app.tasks["pictify.wait_for_batch"].delay(batch_id, raise_on=()).get()
+    finally:
+        pictify_tasks.uninstall(app)
+    assert opted_out["status"] == "cancelled"
