@@ -42,6 +42,8 @@ class RetryLater:
 
     countdown: float
     error: PictifyError | None = None
+    #: The attempt that failed (0 for a wait).
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def cancel_step(
     except StateStoreError as error:
         return _store_trouble(error, waits, context)
     if begin.outcome is not None:
-        return begin.outcome
+        return dataclasses.replace(begin.outcome, replayed=True)
     if begin.failure is not None:
         failure = begin.failure
         raise CancelFailedError(
@@ -112,13 +114,6 @@ def cancel_step(
     except StateStoreError as error:
         # The API has the cancel; the next step replays it (same Idempotency-Key).
         return _store_trouble(error, waits, context)
-    logger.info(
-        "cancel of batch %s: %s (status %s) after %d attempt(s)",
-        batch_id,
-        recorded.outcome,
-        recorded.status,
-        recorded.attempts,
-    )
     return recorded
 
 
@@ -137,15 +132,7 @@ def _failed(
             "the failure of batch %s's cancel was not recorded: %s", batch_id, store_error
         )
     if wait is not None:
-        logger.warning("%s (attempt %d); retrying in %.2fs", error, attempt, wait)
-        return RetryLater(countdown=wait, error=error)
-    logger.error(
-        "cancel of batch %s failed for good after %d attempt(s) in %.0fs: %s",
-        batch_id,
-        attempt,
-        elapsed,
-        error,
-    )
+        return RetryLater(countdown=wait, error=error, attempt=attempt)
     raise error
 
 
@@ -155,9 +142,7 @@ def _store_trouble(error: StateStoreError, waits: int, context: CancelContext) -
     policy = dataclasses.replace(context.policy, max_attempts=None)
     wait = policy.next_wait(error, waits + 1, elapsed, rand=context.rand)
     if wait is None:
-        logger.error("cancel given up: the state store stayed unreachable: %s", error)
         raise error
-    logger.warning("%s; trying again in %.2fs", error, wait)
     return RetryLater(countdown=wait, error=error)
 
 

@@ -81,8 +81,8 @@ def cancel_demo(app: Celery, emulator: PictifyEmulator) -> None:
         started = time.monotonic()
         sent = [cancel.delay(batch_id) for _ in range(copies)]
         results = [r.get(timeout=30, interval=0.01) for r in sent]
-        assert all(r == results[0] for r in results)
-        _show(label, results[0], emulator, batch_id, started)
+        fresh = [r for r in results if not r["replayed"]]  # the others read the ledger
+        _show(label, (fresh or results)[0], emulator, batch_id, started)
 
     try:
         cancel.delay("../etc/passwd")

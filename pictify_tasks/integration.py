@@ -16,10 +16,11 @@ import weakref
 from typing import Any, Callable
 
 from celery import current_task
-from celery.signals import before_task_publish, task_revoked
+from celery.signals import before_task_publish, task_revoked, worker_ready
 
 from pictify_tasks._guard import logged_not_raised
 from pictify_tasks._runtime import runtime_for
+from pictify_tasks.errors import PictifyError
 from pictify_tasks.revoke.links import LINEAGE_HEADER, Scope, lineage_for_child
 from pictify_tasks.revoke.listener import RevokeListener
 from pictify_tasks.sweep import CancelSweep
@@ -40,6 +41,7 @@ class CeleryIntegration:
         self._signals: list[tuple[Any, Callable[..., None]]] = [
             (task_revoked, self._on_task_revoked),
             (before_task_publish, self._on_before_task_publish),
+            (worker_ready, self._on_worker_ready),
         ]
 
     def install(self, app: Any) -> None:
@@ -87,10 +89,16 @@ class CeleryIntegration:
     def _connect(self) -> None:
         for signal, handler in self._signals:
             signal.connect(handler, weak=False, dispatch_uid=_uid(handler))
+        metrics = _metrics()
+        if metrics is not None:
+            metrics.connect()
 
     def _disconnect(self) -> None:
         for signal, handler in self._signals:
             signal.disconnect(handler, dispatch_uid=_uid(handler))
+        metrics = _metrics()
+        if metrics is not None:
+            metrics.disconnect()
 
     def _on_task_revoked(
         self, sender: Any = None, request: Any = None, expired: bool = False, **_: Any
@@ -113,6 +121,24 @@ class CeleryIntegration:
             else:
                 fanout.in_background(fanout.handle_revoke, [task_id])
 
+    def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
+        """Say at start what the worker will use, and shout when it has no key."""
+        with logged_not_raised(logger, "describing the configuration"):
+            app = getattr(sender, "app", None)
+            if app is None or app not in self._apps:
+                return
+            try:
+                settings = runtime_for(app).settings
+            except PictifyError as error:
+                logger.error("pictify-tasks: the configuration is invalid: %s", error)
+                return
+            logger.info("pictify-tasks: %s", settings.describe())
+            if not settings.api_key:
+                logger.error(
+                    "pictify-tasks: no API key: every cancel will fail; set pictify_api_key "
+                    "(CELERY_PICTIFY_API_KEY under Django) or PICTIFY_API_KEY"
+                )
+
     def _on_before_task_publish(self, headers: Any = None, **_: Any) -> None:
         """Carry the publishing task's ancestry to the task it publishes (no I/O)."""
         with logged_not_raised(logger, "adding the lineage header"):
@@ -129,6 +155,15 @@ class CeleryIntegration:
 
 #: The consumer bootsteps ``install`` adds to an app's workers.
 _STEPS = (RevokeListener, CancelSweep)
+
+
+def _metrics() -> Any:
+    """The metrics module, when prometheus_client is installed (an optional extra)."""
+    try:
+        from pictify_tasks import metrics
+    except ImportError:
+        return None
+    return metrics
 
 
 def _uid(handler: Callable[..., None]) -> str:

@@ -57,8 +57,11 @@ class CeleryPublisher:
             for item in wanted:
                 task.apply_async(
                     (item.batch_id,),
+                    {"reason": item.reason} if item.reason else None,
                     producer=producer,
                     headers={ASKED_AT_HEADER: item.asked_at},
+                    root_id=item.root_id,
+                    parent_id=item.parent_id,
                 )
 
     def starts(self, start_ids: Sequence[str]) -> None:

@@ -146,6 +146,23 @@ class PictifySettings:
         """How long a wanted-cancel record is kept: the cancel's budget and an hour more."""
         return int(self.cancel_deadline) + 3600
 
+    def describe(self) -> str:
+        """One line for a worker's log: what it will use, with no secret in it.
+
+        The key shows its kind and its last 4 characters (enough to tell two
+        keys apart), the state store's URL no password.
+        """
+        key = self.api_key
+        hint = "none" if not key else f"{mask_secret(key)}{key[-4:] if len(key) >= 16 else ''}"
+        state = _safe_url(self.state_url) if self.state_url else "in-process memory"
+        return (
+            f"base_url={self.base_url} state={state} prefix={self.state_prefix} "
+            f"scope={self.revoke_scope.value} "
+            f"listener={'on' if self.revoke_listener else 'off'} "
+            f"sweep={f'{self.sweep_interval:g}s' if self.sweep_interval else 'off'} "
+            f"deadline={self.cancel_deadline:g}s key={hint}"
+        )
+
     def require_api_key(self) -> str:
         """The API key, or :class:`ImproperlyConfigured` saying how to set it."""
         if not self.api_key:

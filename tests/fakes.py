@@ -13,6 +13,7 @@ from celery._state import _task_stack
 
 import pictify_tasks
 from pictify_tasks.store.records import WantedCancel
+from pictify_tasks.testing import PictifyEmulator
 
 
 def noop(*args: Any) -> None:
@@ -69,3 +70,21 @@ class RecordingPublisher:
     def _called(self) -> None:
         self.threads.append(threading.current_thread().name)
         self.called.set()
+
+
+def eager_app(emulator: PictifyEmulator, **conf: Any) -> Celery:
+    """An installed app that runs tasks eagerly against ``emulator`` (uninstall it after).
+
+    Eager errors propagate; the state is in memory; ``conf`` adds or overrides.
+    """
+    app = Celery(f"eager-{uuid.uuid4().hex[:6]}", set_as_current=False)
+    defaults = {
+        "task_always_eager": True,
+        "task_eager_propagates": True,
+        "pictify_api_key": emulator.api_key,
+        "pictify_base_url": emulator.base_url,
+        "pictify_state_url": "memory://",
+    }
+    app.conf.update({**defaults, **conf})
+    pictify_tasks.install(app)
+    return app

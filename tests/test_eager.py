@@ -4,7 +4,6 @@ does on a worker (waits, retries, returns the same result), in a loop, never nes
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ from celery import Celery, chain
 
 import pictify_tasks
 from pictify_tasks.testing import PictifyEmulator
+from tests.fakes import eager_app
 
 
 @pytest.fixture
@@ -20,24 +20,18 @@ def emulator() -> Iterator[PictifyEmulator]:
         yield emulator
 
 
-def eager_app(emulator: PictifyEmulator, *, propagates: bool = True) -> Celery:
-    app = Celery(f"eager-{uuid.uuid4().hex[:6]}", set_as_current=False)
-    app.conf.update(
-        task_always_eager=True,
+def retrying_app(emulator: PictifyEmulator, *, propagates: bool = True) -> Celery:
+    return eager_app(
+        emulator,
         task_eager_propagates=propagates,
-        pictify_api_key=emulator.api_key,
-        pictify_base_url=emulator.base_url,
-        pictify_state_url="memory://",
         pictify_retry_backoff_base=0.01,
         pictify_retry_backoff_max=0.02,
     )
-    pictify_tasks.install(app)
-    return app
 
 
 def test_a_chain_that_polls_many_times_ends_without_recursion(emulator: PictifyEmulator) -> None:
     emulator.items_per_second = 25.0  # 50 items: about 2 s, so ~100 polls of 0.02 s
-    app = eager_app(emulator)
+    app = retrying_app(emulator)
     rows = [{"n": n} for n in range(50)]
     try:
         flow = chain(
@@ -56,7 +50,7 @@ def test_a_chain_that_polls_many_times_ends_without_recursion(emulator: PictifyE
 def test_a_503_is_retried_not_surfaced_as_retry_with_eager_propagates(
     emulator: PictifyEmulator,
 ) -> None:
-    app = eager_app(emulator, propagates=True)
+    app = retrying_app(emulator, propagates=True)
     batch_id = emulator.create_batch()
     emulator.inject(status=503, times=3, path_contains=f"/{batch_id}/cancel")
     try:
@@ -68,7 +62,7 @@ def test_a_503_is_retried_not_surfaced_as_retry_with_eager_propagates(
 
 
 def test_an_eager_cancel_returns_what_a_worker_returns(emulator: PictifyEmulator) -> None:
-    app = eager_app(emulator)
+    app = retrying_app(emulator)
     batch_id = emulator.create_batch()
     try:
         first = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
@@ -81,12 +75,14 @@ def test_an_eager_cancel_returns_what_a_worker_returns(emulator: PictifyEmulator
         "outcome": "cancelled",
         "attempts": 1,
         "message": "Batch cancelled",
+        "replayed": False,
     }
-    assert again["outcome"] == "cancelled" and len(emulator.cancel_requests(batch_id)) == 1
+    assert again == {**first, "replayed": True}  # read from the ledger, nothing sent
+    assert len(emulator.cancel_requests(batch_id)) == 1
 
 
 def test_an_eager_wait_for_a_cancelled_batch_stops_the_chain(emulator: PictifyEmulator) -> None:
-    app = eager_app(emulator)
+    app = retrying_app(emulator)
     batch_id = emulator.create_batch(status="cancelled")
     try:
         with pytest.raises(pictify_tasks.BatchCancelledError):

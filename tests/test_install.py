@@ -120,8 +120,9 @@ def test_eager_cancel_works_end_to_end(app: Celery) -> None:
             "outcome": "cancelled",
             "attempts": 1,
             "message": "Batch cancelled",
+            "replayed": False,
         }
         assert set(result) == set(typing.get_type_hints(pictify_tasks.CancelBatchResult))
         again = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
-        assert again == result
+        assert again == {**result, "replayed": True}
         assert len(emulator.cancel_requests(batch_id)) == 1

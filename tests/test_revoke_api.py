@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from pictify_tasks import BatchNotFoundError, InvalidBatchIdError
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.testing import PictifyEmulator
-from tests.fakes import RecordingPublisher, memory_app, running
+from tests.fakes import RecordingPublisher, eager_app, memory_app, running
 from tests.test_links import A, B, C, sig
 
 TTL = 3600
@@ -66,7 +65,7 @@ def test_track_batch_with_a_workflow_id_links_under_it(
     app: Celery, enqueued: list[list[str]]
 ) -> None:
     found = pictify_tasks.track_batch("batch-1", workflow_id="wf-1", app=app)
-    assert found == BatchLinks(frozenset({"wf-1"}), frozenset({"wf-1"}))
+    assert found == BatchLinks(frozenset({"wf-1"}), frozenset({"wf-1"}), root_id="wf-1")
     store = runtime_for(app).store
     assert store.revoke_ids(["wf-1"], Scope.WORKFLOW, None).batches == ["batch-1"]
     assert store.revoke_ids(["wf-1"], Scope.TASK, None).batches == ["batch-1"]
@@ -102,23 +101,9 @@ def test_track_batch_inside_an_eager_task_links_under_its_request(
     assert runtime_for(app).store.revoke_ids([A], Scope.WORKFLOW, None).batches == ["batch-1"]
 
 
-def _eager_app(emulator: PictifyEmulator) -> Celery:
-    """An installed app that runs tasks eagerly against the emulator (uninstall it after)."""
-    app = Celery(f"links-eager-{uuid.uuid4().hex[:6]}", set_as_current=False)
-    app.conf.update(
-        task_always_eager=True,
-        task_eager_propagates=True,
-        pictify_api_key=emulator.api_key,
-        pictify_base_url=emulator.base_url,
-        pictify_state_url="memory://",
-    )
-    pictify_tasks.install(app)
-    return app
-
-
 def test_an_eager_start_batch_returns_its_batch_id() -> None:
     with PictifyEmulator(items_per_second=0) as emulator:
-        app = _eager_app(emulator)
+        app = eager_app(emulator)
         try:
             batch_id = app.tasks["pictify.start_batch"].delay("tpl_1", [{"n": 1}]).get()
             assert emulator.batches() == [batch_id]
@@ -165,7 +150,7 @@ def test_scope_task_does_not_cancel_a_batch_for_a_revoked_chain_successor(
 
 def test_track_batch_after_a_revoke_cancels_it_through_the_emulator() -> None:
     with PictifyEmulator(items_per_second=0) as emulator:
-        app = _eager_app(emulator)
+        app = eager_app(emulator)
         try:
             revoked_batch = emulator.create_batch()
             other_batch = emulator.create_batch()
@@ -243,7 +228,7 @@ def test_revoke_workflow_with_nothing_linked(
 
 def test_a_batch_that_is_gone_is_finished_and_never_sent_a_cancel() -> None:
     with PictifyEmulator(items_per_second=0) as emulator:
-        app = _eager_app(emulator)
+        app = eager_app(emulator)
         try:
             pictify_tasks.track_batch("batch_gone", workflow_id="wf-gone", app=app)
             with pytest.raises(BatchNotFoundError):

@@ -32,6 +32,7 @@ def test_cancels_a_running_batch(setup: Setup) -> None:
         "outcome": "cancelled",
         "attempts": 1,
         "message": "Batch cancelled",
+        "replayed": False,
     }
     assert setup.emulator.batch(batch_id)["status"] == "cancelled"
     assert len(setup.emulator.cancel_requests(batch_id)) == 1
@@ -100,7 +101,9 @@ def test_fifty_duplicate_cancels_make_exactly_one_request(setup: Setup) -> None:
     assert len(setup.emulator.cancel_requests(batch_id)) == 1
     assert all(isinstance(r, dict) for r in results), results
     assert {r["outcome"] for r in results} == {"cancelled"}
-    assert all(r == results[0] for r in results)
+    # one task sent the cancel; the 49 others read its outcome from the ledger
+    assert sorted(r["replayed"] for r in results) == [False] + [True] * 49
+    assert all({**r, "replayed": False} == {**results[0], "replayed": False} for r in results)
     assert setup.emulator.batch(batch_id)["effectiveCancels"] == 1
 
 

@@ -70,7 +70,7 @@ def test_past_the_deadline_the_cancel_fails_loudly_and_the_ledger_says_so(setup:
     failure = setup.store.cancel_state(batch_id).failure
     assert failure is not None and failure.final
     assert failure.attempts == len(setup.emulator.cancel_requests(batch_id))
-    assert "failed for good" in setup.worker.log()
+    assert f"batch_id={batch_id} workflow_id=- decision=failed" in setup.worker.log()
 
 
 def test_duplicates_in_an_outage_make_one_series_of_attempts(setup: Setup) -> None:

@@ -43,7 +43,9 @@ def test_a_cancel_asked_while_the_store_is_down_waits_for_it(
     batch_id = setup.emulator.create_batch()
     spare.stop()
     result = setup.cancel(batch_id)  # published though its wanted record could not be written
-    assert eventually(lambda: "trying again" in setup.worker.log(), 20)
+    retrying = f"batch_id={batch_id} workflow_id=- decision=retry"
+    assert eventually(lambda: retrying in setup.worker.log(), 20)
+    assert "StateStoreError" in setup.worker.log()
     assert setup.emulator.cancel_requests(batch_id) == []  # no cancel without the ledger
     spare.start()
     assert result.get(timeout=30)["outcome"] == "cancelled"

@@ -11,6 +11,7 @@ from celery.result import ResultBase
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.ids import validate_id
 from pictify_tasks.revoke.links import BatchLinks, links_from_request, result_ids
+from pictify_tasks.signals import batch_tracked
 
 __all__ = ["cancel_workflow", "revoke_workflow", "track_batch"]
 
@@ -37,9 +38,10 @@ def track_batch(batch_id: str, *, workflow_id: str | None = None, app: Any = Non
             "pass workflow_id= to say which id's revoke must cancel the batch"
         )
     else:
-        links = BatchLinks(frozenset(), frozenset()).plus(extra)
+        links = BatchLinks(frozenset(), frozenset(), root_id=extra[0]).plus(extra)
     runtime = runtime_for(app or current_app._get_current_object())
     revoked = runtime.store.link_batch(batch_id, links, runtime.settings.link_ttl)
+    batch_tracked.send(sender=task, batch_id=batch_id, workflow_id=links.root_id)
     if revoked:
         logger.info(
             "batch %s was linked after %s had been revoked: cancelling it now",

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Protocol
 
@@ -92,7 +92,7 @@ class Fanout:
                 f" and the starts {found.starts}" if found.starts else "",
             )
         if found.batches:
-            self.enqueue(found.batches, reason=f"revoked: {unique[0]}")
+            self.enqueue(found.batches, reason=f"revoked: {unique[0]}", origins=found.origins)
         if found.starts:
             self._publish_or_keep(lambda: self.publisher.starts(found.starts), "starts")
         return found.batches
@@ -114,11 +114,19 @@ class Fanout:
             )
             return False
 
-    def enqueue(self, batch_ids: Sequence[str], *, reason: str = "") -> None:
+    def enqueue(
+        self,
+        batch_ids: Sequence[str],
+        *,
+        reason: str = "",
+        origins: Mapping[str, tuple[str | None, str | None]] | None = None,
+    ) -> None:
         """Publish a cancel per batch not enqueued by this process lately.
 
         Each is recorded as wanted first (a second line against a lost
-        message); a publish that fails is kept and tried again.
+        message); a publish that fails is kept and tried again. ``origins``
+        (batch -> its workflow's root, the task that started it) places each
+        cancel in its workflow.
         """
         now = self._clock()
         with self._lock:
@@ -128,7 +136,10 @@ class Fanout:
                 self._recent[batch_id] = now
         if fresh:
             asked_at = time.time()
-            wanted = [WantedCancel(b, asked_at, reason) for b in fresh]
+            origins = origins or {}
+            wanted = [
+                WantedCancel(b, asked_at, reason, *origins.get(b, (None, None))) for b in fresh
+            ]
             self._publish_or_keep(lambda: self.publisher.cancels(wanted), f"cancels of {fresh}")
 
     def in_background(self, function: Callable[..., Any], *args: Any) -> None:

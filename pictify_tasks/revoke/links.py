@@ -8,6 +8,7 @@ ids, whichever path (signal, listener, helper) asks.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -52,10 +53,17 @@ class Scope(str, enum.Enum):
 
 @dataclass(frozen=True)
 class BatchLinks:
-    """The ids under which one batch is found, per revoke scope."""
+    """The ids under which one batch is found, per revoke scope.
+
+    ``root_id`` and ``started_by`` say where the batch came from (its
+    workflow's root, the task that started it), so that a cancel caused by a
+    revoke can be published inside that workflow.
+    """
 
     workflow: frozenset[str]
     task: frozenset[str]
+    root_id: str | None = None
+    started_by: str | None = None
 
     def pairs(self) -> list[tuple[Scope, str]]:
         """Every (scope, id) the batch is linked under, in a stable order."""
@@ -74,7 +82,7 @@ class BatchLinks:
     def plus(self, ids: Iterable[str]) -> BatchLinks:
         """These links and ``ids`` in both scopes."""
         extra = frozenset(ids)
-        return BatchLinks(self.workflow | extra, self.task | extra)
+        return dataclasses.replace(self, workflow=self.workflow | extra, task=self.task | extra)
 
 
 def stamp_link_id(name: str, value: Any) -> str:
@@ -133,7 +141,13 @@ def links_from_request(request: Any) -> BatchLinks:
     for name in ("chain", "callbacks", "chord"):
         related |= _signature_ids(_request_value(request, name))
     task_ids = {own, *ancestors, *stamp_ids}
-    return BatchLinks(workflow=frozenset(task_ids | related), task=frozenset(task_ids))
+    root = _request_value(request, "root_id")
+    return BatchLinks(
+        workflow=frozenset(task_ids | related),
+        task=frozenset(task_ids),
+        root_id=root if isinstance(root, str) and root else own,
+        started_by=own,
+    )
 
 
 def lineage_for_child(request: Any, child_id: Any) -> list[str]:

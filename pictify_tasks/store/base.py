@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pictify_tasks.errors import PictifyError
 from pictify_tasks.revoke.links import BatchLinks, Scope
@@ -69,10 +69,44 @@ class CancelState:
 
 @dataclass(frozen=True)
 class RevokedWork:
-    """What a revoke found: running batches, and starts whose batch id is not known yet."""
+    """What a revoke found: running batches, and starts whose batch id is not known yet.
+
+    ``origins`` maps a batch to its workflow's root and the task that started
+    it, where the links recorded them.
+    """
 
     batches: list[str]
     starts: list[str]
+    origins: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+
+def link_value(links: BatchLinks) -> str:
+    """What a link entry holds while its batch runs: the state and the batch's origin."""
+    return "\x00".join(["running", links.root_id or "", links.started_by or ""])
+
+
+def read_link_value(value: str) -> tuple[str, str | None, str | None]:
+    """(state, root id, started by) of a link entry."""
+    state, _, rest = value.partition("\x00")
+    root, _, started_by = rest.partition("\x00")
+    return state, root or None, started_by or None
+
+
+def revoked_work(entries: dict[str, str]) -> RevokedWork:
+    """The running batches and starts among link entries (entry -> stored value)."""
+    batches: list[str] = []
+    starts: list[str] = []
+    origins: dict[str, tuple[str | None, str | None]] = {}
+    for entry, value in entries.items():
+        state, root, started_by = read_link_value(value)
+        if state != "running":
+            continue
+        if entry.startswith(START_PREFIX):
+            starts.append(entry[len(START_PREFIX) :])
+        else:
+            batches.append(entry)
+            origins[entry] = (root, started_by)
+    return RevokedWork(batches, starts, origins)
 
 
 class StateStore(abc.ABC):

@@ -19,6 +19,8 @@ from pictify_tasks.store.base import (
     CancelState,
     RevokedWork,
     StateStore,
+    link_value,
+    revoked_work,
 )
 from pictify_tasks.store.records import FailureRecord, OutcomeRecord, StartRequest, WantedCancel
 
@@ -182,16 +184,13 @@ class MemoryStore(StateStore):
 
     def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
         with self._lock:
-            found: dict[str, None] = {}
+            found: dict[str, str] = {}
             for link_id in ids:
                 if ttl:
                     self._revoked.set((str(scope), link_id), True, ttl)
-                for entry, state in (self._links.get((str(scope), link_id)) or {}).items():
-                    if state == "running":
-                        found[entry] = None
-            batches = [e for e in found if not e.startswith(START_PREFIX)]
-            starts = [e[len(START_PREFIX) :] for e in found if e.startswith(START_PREFIX)]
-            return RevokedWork(batches, starts)
+                for entry, value in (self._links.get((str(scope), link_id)) or {}).items():
+                    found.setdefault(entry, value)
+            return revoked_work(found)
 
     def begin_start(self, start: StartRequest, links: BatchLinks, ttl: int) -> list[str]:
         with self._lock:
@@ -218,7 +217,7 @@ class MemoryStore(StateStore):
             entries = self._links.get(pair) or {}
             if replace is not None:
                 entries.pop(replace, None)
-            entries.setdefault(entry, "running")
+            entries.setdefault(entry, link_value(links))
             self._links.set(pair, entries, ttl)
         if not entry.startswith(START_PREFIX):
             known = set(self._batch_links.get(entry) or ())

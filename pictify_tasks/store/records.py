@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pictify_tasks.results import CancelBatchResult
@@ -27,9 +27,13 @@ class OutcomeRecord:
     outcome: str
     attempts: int
     message: str
+    #: Not stored: whether the reader found it recorded by another task.
+    replayed: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        del data["replayed"]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OutcomeRecord:
@@ -42,8 +46,12 @@ class OutcomeRecord:
         )
 
     def as_result(self) -> CancelBatchResult:
-        """The task's public result (the same fields)."""
-        return cast(CancelBatchResult, self.to_json())
+        """The task's public result: the same fields, and whether it was read from the ledger.
+
+        ``replayed`` is true for a task that found the outcome recorded by
+        another (a duplicate, or a later ask): it sent nothing itself.
+        """
+        return cast(CancelBatchResult, {**self.to_json(), "replayed": self.replayed})
 
 
 @dataclass(frozen=True)
@@ -116,18 +124,11 @@ class WantedCancel:
     batch_id: str
     asked_at: float
     reason: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> WantedCancel:
-        asked_at = data.get("asked_at")
-        return cls(
-            batch_id=str(data.get("batch_id", "")),
-            asked_at=float(asked_at) if isinstance(asked_at, (int, float)) else 0.0,
-            reason=str(data.get("reason") or ""),
-        )
+    #: The workflow the batch belongs to (its root) and the task that started
+    #: it: the cancel task is published under them, so it shows in the
+    #: workflow's tree (Flower) instead of as an orphan.
+    root_id: str | None = None
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)

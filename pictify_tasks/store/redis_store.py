@@ -25,6 +25,8 @@ from pictify_tasks.store.base import (
     RevokedWork,
     StateStore,
     StateStoreError,
+    link_value,
+    revoked_work,
 )
 from pictify_tasks.store.records import FailureRecord, OutcomeRecord, StartRequest, WantedCancel
 
@@ -87,7 +89,12 @@ class RedisStore(StateStore):
         for item in wanted:
             key = self.batch_key(item.batch_id, "wanted")
             pipe.hsetnx(key, "asked_at", repr(item.asked_at))
-            pipe.hset(key, "reason", item.reason)
+            fields: dict[Any, Any] = {  # redis-py's stubs want its own key type here
+                "reason": item.reason,
+                "root_id": item.root_id or "",
+                "parent_id": item.parent_id or "",
+            }
+            pipe.hset(key, mapping=fields)
             pipe.expire(key, int(ttl))
         if wanted:
             sent = time.time()  # the index orders by when each was last sent
@@ -190,8 +197,15 @@ class RedisStore(StateStore):
             if done or "asked_at" not in record:
                 gone.append(batch_id)
             elif not leased:
-                asked = float(record["asked_at"])
-                stale.append(WantedCancel(batch_id, asked, record.get("reason", "")))
+                stale.append(
+                    WantedCancel(
+                        batch_id,
+                        float(record["asked_at"]),
+                        record.get("reason", ""),
+                        record.get("root_id") or None,
+                        record.get("parent_id") or None,
+                    )
+                )
         pipe = self._redis.pipeline(transaction=False)
         if gone:
             pipe.zrem(index, *gone)
@@ -220,11 +234,12 @@ class RedisStore(StateStore):
             if ttl:
                 pipe.set(self.link_key(link_id, f"revoked:{scope}"), 1, ex=int(ttl))
             pipe.hgetall(self.link_key(link_id, scope))
-        running: dict[str, None] = {}
+        entries: dict[str, str] = {}
         for reply in pipe.execute():
             if isinstance(reply, dict):
-                running.update((_text(k), None) for k, v in reply.items() if _text(v) == "running")
-        return _split(running)
+                for key, value in reply.items():
+                    entries.setdefault(_text(key), _text(value))
+        return revoked_work(entries)
 
     @_transient
     def begin_start(self, start: StartRequest, links: BatchLinks, ttl: int) -> list[str]:
@@ -277,7 +292,7 @@ class RedisStore(StateStore):
             key = self.link_key(link_id, scope)
             if replace is not None:
                 pipe.hdel(key, replace)
-            pipe.hsetnx(key, entry, "running")
+            pipe.hsetnx(key, entry, link_value(links))
             pipe.expire(key, ttl)
         if pairs and not entry.startswith(START_PREFIX):
             own = self.batch_key(entry, "links")
@@ -296,12 +311,6 @@ class RedisStore(StateStore):
             key = self.link_key(link_id, scope)
             pipe.hset(key, batch_id, "finished")
             pipe.expire(key, ttl)
-
-
-def _split(entries: dict[str, None]) -> RevokedWork:
-    batches = [e for e in entries if not e.startswith(START_PREFIX)]
-    starts = [e[len(START_PREFIX) :] for e in entries if e.startswith(START_PREFIX)]
-    return RevokedWork(batches, starts)
 
 
 def _pair(member: Any) -> tuple[str, str]:

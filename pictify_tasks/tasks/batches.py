@@ -13,6 +13,7 @@ from pictify_tasks.errors import PictifyError
 from pictify_tasks.ids import idempotency_key_for, validate_id
 from pictify_tasks.ratelimit import Priority
 from pictify_tasks.revoke.links import links_from_request
+from pictify_tasks.signals import batch_tracked
 from pictify_tasks.store.records import StartRequest
 from pictify_tasks.tasks.base import PictifyTask
 
@@ -66,6 +67,7 @@ def start_batch_task(
         revoked = runtime.store.finish_start(start_id, answer.batch_id, links, settings.link_ttl)
     except PictifyError as error:
         self.retry_within_deadline(error)
+    batch_tracked.send(sender=self, batch_id=answer.batch_id, workflow_id=links.root_id)
     if revoked:
         logger.info(
             "batch %s was started after %s had been revoked: cancelling it now",

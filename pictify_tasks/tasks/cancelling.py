@@ -14,8 +14,10 @@ from pictify_tasks.ids import validate_id
 from pictify_tasks.publisher import record_wanted
 from pictify_tasks.ratelimit import Priority
 from pictify_tasks.render_body import PYTHON_NAMES
+from pictify_tasks.reporting import CancelReport
 from pictify_tasks.results import CancelBatchResult
 from pictify_tasks.revoke.links import BatchLinks
+from pictify_tasks.store.base import StateStore, StateStoreError
 from pictify_tasks.store.records import StartRequest, WantedCancel
 from pictify_tasks.tasks.base import PictifyTask, asked_at
 
@@ -43,11 +45,19 @@ class CancelBatchTask(PictifyTask):
         record_wanted(runtime.store, [wanted], runtime.settings.wanted_ttl)
 
 
-def run_cancel(task: PictifyTask, batch_id: str) -> CancelBatchResult:
-    """One cancel step inside ``task``: return the outcome, or retry the task."""
+def run_cancel(task: PictifyTask, batch_id: str, reason: str = "") -> CancelBatchResult:
+    """One cancel step inside ``task``: return the outcome, or come back later."""
     runtime = task.runtime
     settings = runtime.settings
     settings.require_api_key()
+    request = task.request
+    report = CancelReport(
+        task,
+        batch_id,
+        request.root_id if request.root_id not in (None, request.id) else None,
+        reason,
+        asked_at(request),
+    )
     context = CancelContext(
         store=runtime.store,
         client=lambda: runtime.client,
@@ -69,10 +79,28 @@ def run_cancel(task: PictifyTask, batch_id: str) -> CancelBatchResult:
         cut = PictifyConnectionError(
             f"cancel of batch {batch_id} cut short by the task's soft time limit (outcome unknown)"
         )
+        report.retry(cut, (request.retries or 0) + 1, 0.0)
         task.retry_within_deadline(cut)
+    except PictifyError as error:
+        report.failed(error, _attempts(runtime.store, batch_id))
+        raise
     if isinstance(decision, RetryLater):
+        if decision.error is None:
+            report.wait(decision.countdown)
+        else:
+            report.retry(decision.error, decision.attempt, decision.countdown)
         task.come_back(decision.countdown, error=decision.error)
+    report.outcome(decision)
     return decision.as_result()
+
+
+def _attempts(store: StateStore, batch_id: str) -> int:
+    """The attempts the ledger counted for a failed cancel (0 if it cannot say)."""
+    try:
+        failure = store.cancel_state(batch_id).failure
+    except StateStoreError:
+        return 0
+    return failure.attempts if failure else 0
 
 
 def cancel_batch_task(
@@ -85,9 +113,7 @@ def cancel_batch_task(
     :class:`~pictify_tasks.CancelBatchResult`.
     """
     validate_cancel_batch(batch_id, reason=reason)
-    if reason:
-        logger.info("cancel of batch %s asked: %s", batch_id, reason)
-    return run_cancel(self, batch_id)
+    return run_cancel(self, batch_id, reason or "")
 
 
 def validate_cancel_start(start_id: Any) -> None:
@@ -120,7 +146,7 @@ def cancel_start_task(self: PictifyTask, start_id: str) -> CancelBatchResult | N
         links = BatchLinks.from_pairs(start.links)
         runtime.store.finish_start(start_id, batch_id, links, settings.link_ttl)
         logger.info("start %s had made batch %s: cancelling it", start_id, batch_id)
-    return run_cancel(self, batch_id)
+    return run_cancel(self, batch_id, f"start {start_id} killed before its answer")
 
 
 def replay_start(client: PictifyClient, start: StartRequest) -> str:
