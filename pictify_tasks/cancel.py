@@ -57,6 +57,8 @@ class CancelContext:
     ttl: int
     asked_at: float
     limiter: RateLimiter = dataclasses.field(default_factory=Unlimited)
+    #: The workflow the batch belongs to, whose saved items the outcome adds to.
+    workflow_id: str | None = None
     now: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
 
@@ -108,9 +110,18 @@ def cancel_step(
         with contextlib.suppress(StateStoreError):
             store.fail_cancel(owner, FailureRecord.interrupted(batch_id, attempt), context.ttl, 0)
         raise
-    outcome = OutcomeRecord(batch_id, result.status, result.outcome, attempt, result.message)
+    outcome = OutcomeRecord(
+        batch_id,
+        result.status,
+        result.outcome,
+        attempt,
+        result.message,
+        items_not_rendered=_not_rendered(result.outcome, begin.progress),
+    )
     try:
-        recorded = store.finish_cancel(owner, outcome, context.ttl, begin.links)
+        recorded = store.finish_cancel(
+            owner, outcome, context.ttl, begin.links, workflow_id=context.workflow_id
+        )
     except StateStoreError as error:
         # The API has the cancel; the next step replays it (same Idempotency-Key).
         return _store_trouble(error, waits, context)
@@ -144,6 +155,14 @@ def _store_trouble(error: StateStoreError, waits: int, context: CancelContext) -
     if wait is None:
         raise error
     return RetryLater(countdown=wait, error=error)
+
+
+def _not_rendered(outcome: str, progress: tuple[int, int] | None) -> int | None:
+    """What this cancel saved: the items not rendered at the last look (if it stopped the batch)."""
+    if outcome != "cancelled" or progress is None:
+        return None
+    completed, total = progress
+    return max(0, total - completed)
 
 
 def _failure(

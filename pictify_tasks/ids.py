@@ -14,7 +14,13 @@ from urllib.parse import quote
 
 from pictify_tasks.errors import InvalidBatchIdError
 
-__all__ = ["MAX_ID_LENGTH", "idempotency_key_for", "path_segment", "validate_id"]
+__all__ = [
+    "MAX_ID_LENGTH",
+    "idempotency_key_for",
+    "path_segment",
+    "validate_id",
+    "validate_max_runtime",
+]
 
 MAX_ID_LENGTH = 128
 _ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -65,3 +71,16 @@ def idempotency_key_for(operation: str, value: str) -> str:
 def _excerpt(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_max_runtime(value: Any) -> float | None:
+    """``None``, or a positive, finite number of seconds (a batch's ``max_runtime``)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value < float("inf")
+    ):
+        raise ValueError(f"max_runtime must be a positive number of seconds, got {value!r}")
+    return float(value)

@@ -16,16 +16,24 @@ import weakref
 from typing import Any, Callable
 
 from celery import current_task
-from celery.signals import before_task_publish, task_revoked, worker_ready
+from celery.signals import (
+    before_task_publish,
+    task_failure,
+    task_received,
+    task_revoked,
+    worker_ready,
+)
 
 from pictify_tasks._guard import logged_not_raised
 from pictify_tasks._runtime import runtime_for
+from pictify_tasks.cleanup import CleanupTriggers
 from pictify_tasks.errors import PictifyError
 from pictify_tasks.revoke.links import LINEAGE_HEADER, Scope, lineage_for_child
 from pictify_tasks.revoke.listener import RevokeListener
 from pictify_tasks.sweep import CancelSweep
 from pictify_tasks.tasks import TASKS
 from pictify_tasks.tasks.base import run_eagerly_in_a_loop
+from pictify_tasks.triggers import Trigger
 
 __all__ = ["CeleryIntegration", "install", "uninstall"]
 
@@ -38,10 +46,13 @@ class CeleryIntegration:
     def __init__(self) -> None:
         self._apps: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._cleanup = CleanupTriggers(self.installed)
         self._signals: list[tuple[Any, Callable[..., None]]] = [
             (task_revoked, self._on_task_revoked),
             (before_task_publish, self._on_before_task_publish),
             (worker_ready, self._on_worker_ready),
+            (task_received, self._cleanup.on_task_received),
+            (task_failure, self._cleanup.on_task_failure),
         ]
 
     def install(self, app: Any) -> None:
@@ -115,7 +126,10 @@ class CeleryIntegration:
             task_id = getattr(request, "id", None)
             if app is None or app not in self._apps or not isinstance(task_id, str):
                 return
-            fanout = runtime_for(app).fanout
+            runtime = runtime_for(app)
+            if Trigger.REVOKE not in runtime.settings.cancel_on:
+                return
+            fanout = runtime.fanout
             if expired:
                 fanout.in_background(fanout.handle_revoke, [task_id], Scope.TASK, False)
             else:
@@ -167,7 +181,8 @@ def _metrics() -> Any:
 
 
 def _uid(handler: Callable[..., None]) -> str:
-    return f"pictify:{handler.__name__}"
+    owner = getattr(handler, "__self__", None)
+    return f"pictify:{type(owner).__name__}.{handler.__name__}"
 
 
 #: The one integration of this process.

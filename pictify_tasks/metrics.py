@@ -11,6 +11,8 @@ writes its own file) and expose them with a ``MultiProcessCollector``.
 - ``pictify_rate_limited_total``: attempts answered 429.
 - ``pictify_revoke_to_cancel_seconds``: from a revoke to its batch's cancel outcome.
 - ``pictify_batches_tracked_total``: batches linked to their workflow.
+- ``pictify_items_not_rendered_total``: items the cancels stopped from rendering
+  ("renders saved").
 """
 
 from __future__ import annotations
@@ -34,12 +36,21 @@ REVOKE_TO_CANCEL = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 TRACKED = Counter("pictify_batches_tracked", "Batches linked to their workflow")
+NOT_RENDERED = Counter("pictify_items_not_rendered", "Items the cancels stopped from rendering")
 
 
-def _on_cancelled(outcome: str = "", reason: str = "", latency: float = 0.0, **_: Any) -> None:
+def _on_cancelled(
+    outcome: str = "",
+    reason: str = "",
+    latency: float = 0.0,
+    items_not_rendered: int | None = None,
+    **_: Any,
+) -> None:
     CANCELS.labels(outcome=outcome).inc()
     if reason.startswith("revoked:"):
         REVOKE_TO_CANCEL.observe(max(0.0, latency))
+    if items_not_rendered:
+        NOT_RENDERED.inc(items_not_rendered)
 
 
 def _on_failed(**_: Any) -> None:

@@ -35,11 +35,13 @@ class CancelReport:
     asked_at: float
 
     def outcome(self, record: OutcomeRecord) -> None:
+        saved = {} if record.items_not_rendered is None else {"saved": record.items_not_rendered}
         self._line(
             logging.INFO,
             "outcome" if not record.replayed else "replayed",
             outcome=record.outcome,
             attempt=record.attempts,
+            **saved,
         )
         if not record.replayed:
             batch_cancelled.send(
@@ -49,6 +51,7 @@ class CancelReport:
                 workflow_id=self.workflow_id,
                 reason=self.reason,
                 latency=time.time() - self.asked_at,
+                items_not_rendered=record.items_not_rendered,
             )
 
     def retry(self, error: BaseException, attempt: int, wait: float) -> None:

@@ -22,8 +22,10 @@ class CancelBatchResult(TypedDict):
     ``already_finished`` (it had ended, or an earlier cancel stopped it) or
     ``not_found`` (the API does not know the batch). ``attempts`` counts the
     HTTP attempts it took; ``status`` is the batch's status as the API told it.
-    ``replayed`` is true when this task found the outcome another recorded
-    (a duplicate, or a later ask) and sent nothing itself.
+    ``items_not_rendered`` is what the cancel saved, from the batch's last
+    known progress (``None`` when nothing told it). ``replayed`` is true when
+    this task found the outcome another recorded (a duplicate, or a later
+    ask) and sent nothing itself.
     """
 
     batch_id: str
@@ -31,6 +33,7 @@ class CancelBatchResult(TypedDict):
     outcome: str
     attempts: int
     message: str
+    items_not_rendered: Optional[int]
     replayed: bool
 
 

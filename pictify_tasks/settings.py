@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pictify_tasks.errors import ImproperlyConfigured
 from pictify_tasks.redaction import mask_secret
 from pictify_tasks.revoke.links import Scope
+from pictify_tasks.triggers import DEFAULT_CANCEL_ON, Trigger, parse_cancel_on
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -102,6 +103,8 @@ class PictifySettings:
     sweep_interval: float = 60.0
     #: What every key of the state store starts with: apps sharing one Redis keep apart.
     state_prefix: str = "pictify"
+    #: What cancels a batch before it ends by itself (see :mod:`pictify_tasks.triggers`).
+    cancel_on: frozenset[Trigger] = DEFAULT_CANCEL_ON
 
     def __post_init__(self) -> None:
         if self.api_key is not None:
@@ -291,6 +294,7 @@ _KINDS: dict[Any, str] = {
     _whole_number: "a whole number",
     _boolean: "a boolean",
     _scope: "one of " + ", ".join(repr(s.value) for s in Scope),
+    parse_cancel_on: "a list of " + ", ".join(t.value for t in Trigger),
 }
 
 #: Every setting read the same way: ``pictify_<name>`` in the config, then the environment.
@@ -308,6 +312,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "outcome_ttl": _whole_number,
     "revoke_scope": _scope,
     "revoke_listener": _boolean,
+    "cancel_on": parse_cancel_on,
 }
 #: The numbers that must be finite and greater than 0.
 _POSITIVE = (

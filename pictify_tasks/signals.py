@@ -15,10 +15,18 @@ __all__ = ["batch_cancelled", "batch_tracked", "cancel_failed", "cancel_retried"
 #: A batch's cancel reached its outcome (sent once, by the task that made it).
 #: Arguments: ``batch_id``, ``outcome`` (``cancelled``, ``already_finished``,
 #: ``not_found``), ``workflow_id`` (the root of the revoked workflow, or
-#: ``None``), ``reason``, ``latency`` (seconds from the first ask).
+#: ``None``), ``reason``, ``latency`` (seconds from the first ask),
+#: ``items_not_rendered`` (what the cancel saved, or ``None`` when not known).
 batch_cancelled = Signal(
     name="pictify_batch_cancelled",
-    providing_args={"batch_id", "outcome", "workflow_id", "reason", "latency"},
+    providing_args={
+        "batch_id",
+        "outcome",
+        "workflow_id",
+        "reason",
+        "latency",
+        "items_not_rendered",
+    },
 )
 
 #: A cancel failed for good (its time budget or attempt cap ran out, or the

@@ -36,6 +36,9 @@ def sweep_once(runtime: Runtime, owner: str, *, now: float | None = None) -> lis
     # The lock lives a little less than an interval, so the next sweep (by anyone) is free.
     if not store.claim_sweep(owner, interval * 0.9):
         return []
+    due = store.take_due_deadlines(now, SWEEP_LIMIT)
+    for batch_id in due:
+        runtime.fanout.enqueue([batch_id], reason=f"max_runtime: {batch_id} ran past its deadline")
     stale = store.take_stale_wanted(now - interval, now, SWEEP_LIMIT)
     if stale:
         logger.warning(

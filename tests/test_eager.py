@@ -75,6 +75,7 @@ def test_an_eager_cancel_returns_what_a_worker_returns(emulator: PictifyEmulator
         "outcome": "cancelled",
         "attempts": 1,
         "message": "Batch cancelled",
+        "items_not_rendered": None,
         "replayed": False,
     }
     assert again == {**first, "replayed": True}  # read from the ledger, nothing sent

@@ -120,6 +120,7 @@ def test_eager_cancel_works_end_to_end(app: Celery) -> None:
             "outcome": "cancelled",
             "attempts": 1,
             "message": "Batch cancelled",
+            "items_not_rendered": None,
             "replayed": False,
         }
         assert set(result) == set(typing.get_type_hints(pictify_tasks.CancelBatchResult))

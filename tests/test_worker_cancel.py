@@ -32,6 +32,7 @@ def test_cancels_a_running_batch(setup: Setup) -> None:
         "outcome": "cancelled",
         "attempts": 1,
         "message": "Batch cancelled",
+        "items_not_rendered": None,
         "replayed": False,
     }
     assert setup.emulator.batch(batch_id)["status"] == "cancelled"

@@ -58,3 +58,41 @@ def dispatch(template_uid: str) -> list[str]:
     past = datetime.now(timezone.utc) - timedelta(minutes=1)
     expired = app.tasks["tests.after"].apply_async(("housekeeping",), expires=past)
     return [first.id, second.id, expired.id]
+
+
+def _start_and_track(task_id: str, template_uid: str) -> str:
+    """Start a batch with the user's own client (one per task id: retries get the same)."""
+    client = pictify_tasks.PictifyClient(
+        os.environ["PICTIFY_API_KEY"], base_url=os.environ["PICTIFY_BASE_URL"]
+    )
+    start = client.start_batch(template_uid, [{"n": 1}, {"n": 2}], idempotency_key=task_id)
+    pictify_tasks.track_batch(start.batch_id)
+    return start.batch_id
+
+
+@app.task(name="tests.start_then_fail", bind=True, max_retries=5)
+def start_then_fail(self: object, template_uid: str, retries: int = 0) -> None:
+    """Starts and tracks a batch, retries ``retries`` times (1 s apart), then fails."""
+    request = self.request  # type: ignore[attr-defined]
+    _start_and_track(request.id, template_uid)
+    if request.retries < retries:
+        raise self.retry(countdown=1.0)  # type: ignore[attr-defined]
+    raise ValueError("the user's task failed after starting its batch")
+
+
+@app.task(name="tests.start_then_run", bind=True)
+def start_then_run(self: object, template_uid: str, seconds: float) -> str:
+    """Starts and tracks a batch, then works for ``seconds`` (time limits, lost workers)."""
+    import time
+
+    batch_id = _start_and_track(self.request.id, template_uid)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return batch_id
+
+
+@app.task(name="tests.boom")
+def boom(*values: object) -> None:
+    """A later step of a chain that fails for good."""
+    raise RuntimeError("a later step failed")

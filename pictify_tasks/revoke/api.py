@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import current_app, current_task
 from celery.result import ResultBase
 
 from pictify_tasks._runtime import runtime_for
-from pictify_tasks.ids import validate_id
+from pictify_tasks.ids import validate_id, validate_max_runtime
 from pictify_tasks.revoke.links import BatchLinks, links_from_request, result_ids
 from pictify_tasks.signals import batch_tracked
 
@@ -18,14 +19,22 @@ __all__ = ["cancel_workflow", "revoke_workflow", "track_batch"]
 logger = logging.getLogger("pictify_tasks.revoke")
 
 
-def track_batch(batch_id: str, *, workflow_id: str | None = None, app: Any = None) -> BatchLinks:
+def track_batch(
+    batch_id: str,
+    *,
+    workflow_id: str | None = None,
+    max_runtime: float | None = None,
+    app: Any = None,
+) -> BatchLinks:
     """Link ``batch_id`` to the running task's workflow, so a revoke cancels it.
 
     Inside a task the links come from the task's request; outside one,
     ``workflow_id=`` names the id whose revoke must cancel the batch. If any
-    linked id was revoked already, the batch is cancelled at once.
+    linked id was revoked already, the batch is cancelled at once. With
+    ``max_runtime`` (seconds from now) it is cancelled if it still runs then.
     """
     batch_id = validate_id(batch_id)
+    max_runtime = validate_max_runtime(max_runtime)
     extra = [validate_id(workflow_id, kind="workflow id")] if workflow_id is not None else []
     task = current_task._get_current_object() if current_task else None
     request = getattr(task, "request", None)
@@ -41,6 +50,8 @@ def track_batch(batch_id: str, *, workflow_id: str | None = None, app: Any = Non
         links = BatchLinks(frozenset(), frozenset(), root_id=extra[0]).plus(extra)
     runtime = runtime_for(app or current_app._get_current_object())
     revoked = runtime.store.link_batch(batch_id, links, runtime.settings.link_ttl)
+    if max_runtime is not None:
+        runtime.store.set_deadline(batch_id, time.time() + max_runtime, runtime.settings.link_ttl)
     batch_tracked.send(sender=task, batch_id=batch_id, workflow_id=links.root_id)
     if revoked:
         logger.info(

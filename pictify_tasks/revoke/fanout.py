@@ -69,7 +69,12 @@ class Fanout:
         self.backlog = Backlog()
 
     def cancel_ids(
-        self, ids: Iterable[str], scope: Scope | None = None, *, remember: bool = True
+        self,
+        ids: Iterable[str],
+        scope: Scope | None = None,
+        *,
+        remember: bool = True,
+        reason: str | None = None,
     ) -> list[str]:
         """Cancel the running batches linked under any of ``ids``; return their ids.
 
@@ -92,26 +97,33 @@ class Fanout:
                 f" and the starts {found.starts}" if found.starts else "",
             )
         if found.batches:
-            self.enqueue(found.batches, reason=f"revoked: {unique[0]}", origins=found.origins)
+            why = reason or f"revoked: {unique[0]}"
+            self.enqueue(found.batches, reason=why, origins=found.origins)
         if found.starts:
             self._publish_or_keep(lambda: self.publisher.starts(found.starts), "starts")
         return found.batches
 
     def handle_revoke(
-        self, ids: Sequence[str], scope: Scope | None = None, remember: bool = True
+        self,
+        ids: Sequence[str],
+        scope: Scope | None = None,
+        remember: bool = True,
+        reason: str | None = None,
     ) -> bool:
         """:meth:`cancel_ids`, or keep the ids to try again when it fails; never raises.
 
         Returns whether the revoke was handled now (``False``: kept for later).
         """
+
+        def cancel() -> None:
+            self.cancel_ids(ids, scope, remember=remember, reason=reason)
+
         try:
-            self.cancel_ids(ids, scope, remember=remember)
+            cancel()
             return True
         except Exception as exc:
             logger.warning("revoke of %s kept to try again: %s", list(ids), exc)
-            self.backlog.keep(
-                f"revoke of {list(ids)}", lambda: self.cancel_ids(ids, scope, remember=remember)
-            )
+            self.backlog.keep(f"revoke of {list(ids)}", cancel)
             return False
 
     def enqueue(

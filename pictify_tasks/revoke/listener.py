@@ -28,6 +28,7 @@ from pictify_tasks._runtime import runtime_for
 from pictify_tasks._steps import ThreadStep
 from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.revoke.links import stamp_link_ids
+from pictify_tasks.triggers import Trigger
 
 __all__ = ["RevokeListener", "RevokeNotice", "parse_control_message"]
 
@@ -217,7 +218,10 @@ class RevokeListener(ThreadStep):
     label = "pictify revoke listener"
 
     def include_if(self, parent: Any) -> bool:
-        if not runtime_for(parent.app).settings.revoke_listener:
+        settings = runtime_for(parent.app).settings
+        if Trigger.REVOKE not in settings.cancel_on:
+            return False
+        if not settings.revoke_listener:
             logger.info("revoke listener off (pictify_revoke_listener); the signal still works")
             return False
         return bool(parent.conninfo.supports_exchange_type("fanout"))

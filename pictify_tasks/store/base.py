@@ -57,6 +57,8 @@ class CancelBegin:
     attempt: int = 0
     lease_remaining: float = 0.0
     links: tuple[tuple[str, str], ...] = ()
+    #: The batch's last known (completed items, total items), if any.
+    progress: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -138,12 +140,18 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def finish_cancel(
-        self, owner: str, outcome: OutcomeRecord, ttl: int, links: Sequence[tuple[str, str]]
+        self,
+        owner: str,
+        outcome: OutcomeRecord,
+        ttl: int,
+        links: Sequence[tuple[str, str]],
+        workflow_id: str | None = None,
     ) -> OutcomeRecord:
         """Record ``outcome`` unless one is recorded already; return the recorded one.
 
         In the same round trip the batch's ``links`` are marked finished (no
-        revoke will look for it again) and it is no longer wanted.
+        revoke will look for it again), it is no longer wanted nor has a
+        deadline, and its ``items_not_rendered`` are added to ``workflow_id``'s.
         """
 
     @abc.abstractmethod
@@ -160,11 +168,27 @@ class StateStore(abc.ABC):
     def cancel_state(self, batch_id: str) -> CancelState:
         """The recorded outcome and last failure of a batch's cancel."""
 
+    @abc.abstractmethod
+    def note_progress(self, batch_id: str, completed: int, total: int, ttl: int) -> None:
+        """The batch's last known progress (what a cancel saves is counted from it)."""
+
+    @abc.abstractmethod
+    def items_not_rendered(self, workflow_id: str) -> int:
+        """The items the cancels of a workflow's batches saved, summed."""
+
     # -- the sweep -----------------------------------------------------------------------
 
     @abc.abstractmethod
     def claim_sweep(self, owner: str, seconds: float) -> bool:
         """Whether ``owner`` may sweep for the next ``seconds`` (one sweeper at a time)."""
+
+    @abc.abstractmethod
+    def set_deadline(self, batch_id: str, at: float, ttl: int) -> None:
+        """Cancel the batch at wall time ``at`` if it is still running (``max_runtime``)."""
+
+    @abc.abstractmethod
+    def take_due_deadlines(self, now: float, limit: int) -> list[str]:
+        """Batches whose deadline has passed, taken off the list (several round trips)."""
 
     @abc.abstractmethod
     def take_stale_wanted(self, before: float, now: float, limit: int) -> list[WantedCancel]:
@@ -198,8 +222,21 @@ class StateStore(abc.ABC):
         """Record a start before its POST, linked like a batch; return its ids already revoked."""
 
     @abc.abstractmethod
-    def finish_start(self, start_id: str, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
-        """The start made ``batch_id``: link the batch in its place; return ids already revoked."""
+    def finish_start(
+        self,
+        start_id: str,
+        batch_id: str,
+        links: BatchLinks,
+        ttl: int,
+        *,
+        total_items: int | None = None,
+        deadline: float | None = None,
+    ) -> list[str]:
+        """The start made ``batch_id``: link the batch in its place; return ids already revoked.
+
+        In the same round trip: its progress starts at 0 of ``total_items``,
+        and with ``deadline`` (wall time) it is cancelled then if still running.
+        """
 
     @abc.abstractmethod
     def start_request(self, start_id: str) -> StartRequest | None:

@@ -90,6 +90,9 @@ class MemoryStore(StateStore):
         self._batch_links = _ExpiringDict(clock)
         self._revoked = _ExpiringDict(clock)
         self._starts = _ExpiringDict(clock)
+        self._progress = _ExpiringDict(clock)  # batch id -> (completed, total)
+        self._not_rendered = _ExpiringDict(clock)  # workflow id -> items saved
+        self._deadlines: dict[str, float] = {}  # batch id -> wall time to cancel it
 
     # -- the ledger ----------------------------------------------------------------------
 
@@ -117,13 +120,22 @@ class MemoryStore(StateStore):
             attempt = (self._attempts.get(batch_id) or 0) + 1
             self._leases.set(batch_id, owner, lease_seconds)
             links = tuple(sorted(self._batch_links.get(batch_id) or ()))
-            return CancelBegin(acquired=True, attempt=attempt, links=links)
+            progress = self._progress.get(batch_id)
+            return CancelBegin(acquired=True, attempt=attempt, links=links, progress=progress)
 
     def finish_cancel(
-        self, owner: str, outcome: OutcomeRecord, ttl: int, links: Sequence[tuple[str, str]]
+        self,
+        owner: str,
+        outcome: OutcomeRecord,
+        ttl: int,
+        links: Sequence[tuple[str, str]],
+        workflow_id: str | None = None,
     ) -> OutcomeRecord:
         batch_id = outcome.batch_id
         with self._lock:
+            if workflow_id and outcome.items_not_rendered:
+                saved = (self._not_rendered.get(workflow_id) or 0) + outcome.items_not_rendered
+                self._not_rendered.set(workflow_id, saved, ttl)
             recorded: OutcomeRecord = self._outcomes.setdefault(batch_id, outcome, ttl)
             if self._leases.get(batch_id) == owner:
                 self._leases.delete(batch_id)
@@ -153,7 +165,26 @@ class MemoryStore(StateStore):
         with self._lock:
             return CancelState(self._outcomes.get(batch_id), self._failures.get(batch_id))
 
+    def note_progress(self, batch_id: str, completed: int, total: int, ttl: int) -> None:
+        with self._lock:
+            self._progress.set(batch_id, (completed, total), ttl)
+
+    def items_not_rendered(self, workflow_id: str) -> int:
+        with self._lock:
+            return int(self._not_rendered.get(workflow_id) or 0)
+
     # -- the sweep -----------------------------------------------------------------------
+
+    def set_deadline(self, batch_id: str, at: float, ttl: int) -> None:
+        with self._lock:
+            self._deadlines[batch_id] = at
+
+    def take_due_deadlines(self, now: float, limit: int) -> list[str]:
+        with self._lock:
+            due = sorted((at, b) for b, at in self._deadlines.items() if at <= now)[:limit]
+            for _, batch_id in due:
+                del self._deadlines[batch_id]
+            return [batch_id for _, batch_id in due]
 
     def claim_sweep(self, owner: str, seconds: float) -> bool:
         with self._lock:
@@ -197,8 +228,21 @@ class MemoryStore(StateStore):
             self._starts.set(start.start_id, start, ttl)
             return self._link(START_PREFIX + start.start_id, links, ttl, replace=None)
 
-    def finish_start(self, start_id: str, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
+    def finish_start(
+        self,
+        start_id: str,
+        batch_id: str,
+        links: BatchLinks,
+        ttl: int,
+        *,
+        total_items: int | None = None,
+        deadline: float | None = None,
+    ) -> list[str]:
         with self._lock:
+            if total_items is not None:
+                self._progress.set(batch_id, (0, total_items), ttl)
+            if deadline is not None:
+                self._deadlines[batch_id] = deadline
             start = self._starts.get(start_id)
             if start is not None:
                 self._starts.set(start_id, dataclasses.replace(start, batch_id=batch_id), ttl)
@@ -227,6 +271,7 @@ class MemoryStore(StateStore):
         )
 
     def _mark_finished(self, batch_id: str, links: Sequence[tuple[str, str]], ttl: int) -> None:
+        self._deadlines.pop(batch_id, None)
         for scope, link_id in links:
             entries = self._links.get((str(scope), link_id))
             if entries is not None:

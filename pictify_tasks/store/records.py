@@ -27,6 +27,9 @@ class OutcomeRecord:
     outcome: str
     attempts: int
     message: str
+    #: What the cancel saved: the items that had not rendered when it landed
+    #: (from the batch's last known progress), when that is known.
+    items_not_rendered: int | None = None
     #: Not stored: whether the reader found it recorded by another task.
     replayed: bool = field(default=False, compare=False)
 
@@ -43,6 +46,7 @@ class OutcomeRecord:
             outcome=str(data.get("outcome", "")),
             attempts=_int(data.get("attempts")),
             message=str(data.get("message") or ""),
+            items_not_rendered=_int_or_none(data.get("items_not_rendered")),
         )
 
     def as_result(self) -> CancelBatchResult:
@@ -107,6 +111,10 @@ class FailureRecord:
 
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _int(value: Any) -> int:

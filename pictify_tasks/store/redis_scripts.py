@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["BEGIN", "FAIL", "FINISH"]
 
-# KEYS: outcome, lease, attempts, links, failed at, failure.
+# KEYS: outcome, lease, attempts, links, failed at, failure, progress.
 # ARGV: owner, lease ms, attempts ttl s (unused), asked at (wall seconds).
 # The attempt count belongs to the batch, not to the task, and counts the
 # failed attempts (FAIL adds one): a task taking over a lease goes on
@@ -28,7 +28,8 @@ if holder and holder ~= ARGV[1] then
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 local n = tonumber(redis.call('GET', KEYS[3]) or '0') + 1
-return {'acquired', tostring(n), redis.call('SMEMBERS', KEYS[4])}
+local progress = redis.call('GET', KEYS[7]) or ''
+return {'acquired', tostring(n), redis.call('SMEMBERS', KEYS[4]), progress}
 """
 
 # KEYS: outcome, lease, attempts, failure, wanted, failed at. ARGV: owner, outcome json, ttl s.

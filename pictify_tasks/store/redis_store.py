@@ -106,7 +106,7 @@ class RedisStore(StateStore):
     def begin_cancel(
         self, batch_id: str, owner: str, lease_seconds: float, asked_at: float
     ) -> CancelBegin:
-        parts = ("outcome", "lease", "attempts", "links", "failed_at", "failure")
+        parts = ("outcome", "lease", "attempts", "links", "failed_at", "failure", "progress")
         keys = [self.batch_key(batch_id, part) for part in parts]
         lease_ms = max(1, int(lease_seconds * 1000))
         args: list[str | int] = [owner, lease_ms, max(86400, int(lease_seconds)), repr(asked_at)]
@@ -120,11 +120,19 @@ class RedisStore(StateStore):
         if kind == "busy":
             return CancelBegin(lease_remaining=max(0, int(_text(reply[1]))) / 1000.0)
         links = tuple(_pair(member) for member in reply[2])
-        return CancelBegin(acquired=True, attempt=int(_text(reply[1])), links=links)
+        progress = _progress(_text(reply[3]))
+        return CancelBegin(
+            acquired=True, attempt=int(_text(reply[1])), links=links, progress=progress
+        )
 
     @_transient
     def finish_cancel(
-        self, owner: str, outcome: OutcomeRecord, ttl: int, links: Sequence[tuple[str, str]]
+        self,
+        owner: str,
+        outcome: OutcomeRecord,
+        ttl: int,
+        links: Sequence[tuple[str, str]],
+        workflow_id: str | None = None,
     ) -> OutcomeRecord:
         batch_id = outcome.batch_id
         parts = ("outcome", "lease", "attempts", "failure", "wanted", "failed_at")
@@ -136,7 +144,19 @@ class RedisStore(StateStore):
         )
         self._mark_finished(pipe, batch_id, links, ttl)
         pipe.zrem(self._wanted_index(), batch_id)
+        if workflow_id and outcome.items_not_rendered:
+            saved = self.link_key(workflow_id, "not_rendered")
+            pipe.incrby(saved, outcome.items_not_rendered)
+            pipe.expire(saved, int(ttl))
         return OutcomeRecord.from_json(_load(pipe.execute()[0]))
+
+    @_transient
+    def note_progress(self, batch_id: str, completed: int, total: int, ttl: int) -> None:
+        self._redis.set(self.batch_key(batch_id, "progress"), f"{completed}/{total}", ex=int(ttl))
+
+    @_transient
+    def items_not_rendered(self, workflow_id: str) -> int:
+        return int(self._redis.get(self.link_key(workflow_id, "not_rendered")) or 0)
 
     @_transient
     def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
@@ -171,6 +191,24 @@ class RedisStore(StateStore):
         )
 
     # -- the sweep -----------------------------------------------------------------------
+
+    def _deadlines(self) -> str:
+        return f"{self._prefix}:{{deadlines}}:index"
+
+    @_transient
+    def set_deadline(self, batch_id: str, at: float, ttl: int) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(self._deadlines(), {batch_id: at})
+        pipe.expire(self._deadlines(), int(ttl))
+        pipe.execute()
+
+    @_transient
+    def take_due_deadlines(self, now: float, limit: int) -> list[str]:
+        index = self._deadlines()
+        due = [_text(m) for m in self._redis.zrangebyscore(index, "-inf", now, 0, limit)]
+        if due:
+            self._redis.zrem(index, *due)
+        return due
 
     @_transient
     def claim_sweep(self, owner: str, seconds: float) -> bool:
@@ -248,9 +286,23 @@ class RedisStore(StateStore):
         return self._link(START_PREFIX + start.start_id, links, ttl, replace=None, pipe=pipe)
 
     @_transient
-    def finish_start(self, start_id: str, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
+    def finish_start(
+        self,
+        start_id: str,
+        batch_id: str,
+        links: BatchLinks,
+        ttl: int,
+        *,
+        total_items: int | None = None,
+        deadline: float | None = None,
+    ) -> list[str]:
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._start_key(start_id, "batch"), batch_id, ex=int(ttl))
+        if total_items is not None:
+            pipe.set(self.batch_key(batch_id, "progress"), f"0/{total_items}", ex=int(ttl))
+        if deadline is not None:
+            pipe.zadd(self._deadlines(), {batch_id: deadline})
+            pipe.expire(self._deadlines(), int(ttl))
         return self._link(batch_id, links, ttl, replace=START_PREFIX + start_id, pipe=pipe)
 
     @_transient
@@ -307,10 +359,20 @@ class RedisStore(StateStore):
     def _mark_finished(
         self, pipe: Any, batch_id: str, links: Sequence[tuple[str, str]], ttl: int
     ) -> None:
+        """Mark a batch finished in its links; it no longer has a deadline either."""
+        pipe.zrem(self._deadlines(), batch_id)
         for scope, link_id in links:
             key = self.link_key(link_id, scope)
             pipe.hset(key, batch_id, "finished")
             pipe.expire(key, ttl)
+
+
+def _progress(text: str) -> tuple[int, int] | None:
+    completed, _, total = text.partition("/")
+    try:
+        return int(completed), int(total)
+    except ValueError:
+        return None
 
 
 def _pair(member: Any) -> tuple[str, str]:

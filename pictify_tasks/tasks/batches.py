@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ from celery.exceptions import Ignore
 
 from pictify_tasks.client import batch_render_body
 from pictify_tasks.errors import PictifyError
-from pictify_tasks.ids import idempotency_key_for, validate_id
+from pictify_tasks.ids import idempotency_key_for, validate_id, validate_max_runtime
 from pictify_tasks.ratelimit import Priority
 from pictify_tasks.revoke.links import links_from_request
 from pictify_tasks.signals import batch_tracked
@@ -23,9 +24,14 @@ logger = logging.getLogger("pictify_tasks.tasks")
 
 
 def validate_start_batch(
-    template_uid: Any, variable_sets: Sequence[Mapping[str, Any]], **options: Any
+    template_uid: Any,
+    variable_sets: Sequence[Mapping[str, Any]],
+    *,
+    max_runtime: Any = None,
+    **options: Any,
 ) -> None:
     validate_id(template_uid, kind="template uid")
+    validate_max_runtime(max_runtime)
     batch_render_body(variable_sets, **options)
 
 
@@ -33,6 +39,8 @@ def start_batch_task(
     self: PictifyTask,
     template_uid: str,
     variable_sets: Sequence[Mapping[str, Any]],
+    *,
+    max_runtime: float | None = None,
     **options: Any,
 ) -> str:
     """Start a batch and link it to this task's workflow; return its id.
@@ -41,9 +49,11 @@ def start_batch_task(
     kills this task inside the POST still finds the batch; a start whose
     workflow was revoked already is not sent at all. The Idempotency-Key
     comes from this task's id, which a retry keeps: a retried start returns
-    the batch the first attempt made.
+    the batch the first attempt made. With ``max_runtime`` (seconds) the
+    batch is cancelled if it still runs that long after it started, whether
+    or not anyone waits for it (the sweep does it, to its interval).
     """
-    validate_start_batch(template_uid, variable_sets, **options)
+    validate_start_batch(template_uid, variable_sets, max_runtime=max_runtime, **options)
     runtime = self.runtime
     settings = runtime.settings
     settings.require_api_key()
@@ -64,7 +74,14 @@ def start_batch_task(
         answer = runtime.client.start_batch(
             template_uid, variable_sets, idempotency_key=start.idempotency_key, **options
         )
-        revoked = runtime.store.finish_start(start_id, answer.batch_id, links, settings.link_ttl)
+        revoked = runtime.store.finish_start(
+            start_id,
+            answer.batch_id,
+            links,
+            settings.link_ttl,
+            total_items=answer.total_items,
+            deadline=None if max_runtime is None else time.time() + max_runtime,
+        )
     except PictifyError as error:
         self.retry_within_deadline(error)
     batch_tracked.send(sender=self, batch_id=answer.batch_id, workflow_id=links.root_id)

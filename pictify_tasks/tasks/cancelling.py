@@ -66,6 +66,7 @@ def run_cancel(task: PictifyTask, batch_id: str, reason: str = "") -> CancelBatc
         ttl=settings.outcome_ttl,
         asked_at=asked_at(task.request),
         limiter=runtime.limiter,
+        workflow_id=report.workflow_id,
     )
     try:
         decision = cancel_step(

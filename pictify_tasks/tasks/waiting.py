@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from pictify_tasks.ids import validate_id
 from pictify_tasks.models import BatchInfo
 from pictify_tasks.ratelimit import Priority
 from pictify_tasks.results import BatchProgress
+from pictify_tasks.store.base import StateStoreError
 from pictify_tasks.tasks.base import PictifyTask, asked_at
 
 __all__ = ["validate_wait_for_batch", "wait_for_batch_task"]
@@ -99,6 +101,12 @@ def wait_for_batch_task(
         self.come_back(max(poll_interval, runtime.policy.countdown(1, error)), error=error)
     if info.is_terminal:
         return _ended(info, raise_on)
+    if info.completed_items is not None and info.total_items is not None:
+        # What a later cancel saves is counted from this; without it, nothing is lost.
+        with contextlib.suppress(StateStoreError):
+            runtime.store.note_progress(
+                batch_id, info.completed_items, info.total_items, runtime.settings.link_ttl
+            )
     if not self.request.is_eager:
         self.update_state(state=PROGRESS, meta=_progress(info))
     countdown = poll_interval
