@@ -11,7 +11,7 @@ import redis
 
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store import FailureRecord, OutcomeRecord, RedisStore, StateStore
-from pictify_tasks.store.records import StartRequest, WantedCancel
+from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
 
 ASKED = 1_700_000_000.0  # when the cancels in these tests were asked for
 OUTCOME = OutcomeRecord("b1", "cancelled", "cancelled", 1, "Batch cancelled")
@@ -207,7 +207,7 @@ def test_a_pending_start_is_found_by_a_revoke_until_it_has_a_batch(store: StateS
     assert store.start_request("start-1") == start_request()
     # the start made its batch: the batch takes the start's place, and the
     # revoke remembered above reports it at once
-    assert store.finish_start("start-1", "batch-1", links, 3600) == ["wf"]
+    assert store.finish_start(StartMade("start-1", "batch-1"), links, 3600) == ["wf"]
     found = store.revoke_ids(["wf"], Scope.WORKFLOW, None)
     assert (found.batches, found.starts) == (["batch-1"], [])
     assert store.start_request("start-1") == dataclasses.replace(

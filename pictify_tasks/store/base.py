@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 
 from pictify_tasks.errors import PictifyError
 from pictify_tasks.revoke.links import BatchLinks, Scope
-from pictify_tasks.store.records import FailureRecord, OutcomeRecord, StartRequest, WantedCancel
+from pictify_tasks.store.records import (
+    FailureRecord,
+    OutcomeRecord,
+    StartMade,
+    StartRequest,
+    WantedCancel,
+)
 
 __all__ = ["CancelBegin", "CancelState", "RevokedWork", "StateStore", "StateStoreError"]
 
@@ -222,20 +228,10 @@ class StateStore(abc.ABC):
         """Record a start before its POST, linked like a batch; return its ids already revoked."""
 
     @abc.abstractmethod
-    def finish_start(
-        self,
-        start_id: str,
-        batch_id: str,
-        links: BatchLinks,
-        ttl: int,
-        *,
-        total_items: int | None = None,
-        deadline: float | None = None,
-    ) -> list[str]:
-        """The start made ``batch_id``: link the batch in its place; return ids already revoked.
+    def finish_start(self, made: StartMade, links: BatchLinks, ttl: int) -> list[str]:
+        """The start made its batch: link it in the start's place; return ids already revoked.
 
-        In the same round trip: its progress starts at 0 of ``total_items``,
-        and with ``deadline`` (wall time) it is cancelled then if still running.
+        In the same round trip its progress and deadline are kept (see :class:`StartMade`).
         """
 
     @abc.abstractmethod

@@ -22,7 +22,13 @@ from pictify_tasks.store.base import (
     link_value,
     revoked_work,
 )
-from pictify_tasks.store.records import FailureRecord, OutcomeRecord, StartRequest, WantedCancel
+from pictify_tasks.store.records import (
+    FailureRecord,
+    OutcomeRecord,
+    StartMade,
+    StartRequest,
+    WantedCancel,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -228,21 +234,13 @@ class MemoryStore(StateStore):
             self._starts.set(start.start_id, start, ttl)
             return self._link(START_PREFIX + start.start_id, links, ttl, replace=None)
 
-    def finish_start(
-        self,
-        start_id: str,
-        batch_id: str,
-        links: BatchLinks,
-        ttl: int,
-        *,
-        total_items: int | None = None,
-        deadline: float | None = None,
-    ) -> list[str]:
+    def finish_start(self, made: StartMade, links: BatchLinks, ttl: int) -> list[str]:
+        start_id, batch_id = made.start_id, made.batch_id
         with self._lock:
-            if total_items is not None:
-                self._progress.set(batch_id, (0, total_items), ttl)
-            if deadline is not None:
-                self._deadlines[batch_id] = deadline
+            if made.total_items is not None:
+                self._progress.set(batch_id, (0, made.total_items), ttl)
+            if made.deadline is not None:
+                self._deadlines[batch_id] = made.deadline
             start = self._starts.get(start_id)
             if start is not None:
                 self._starts.set(start_id, dataclasses.replace(start, batch_id=batch_id), ttl)

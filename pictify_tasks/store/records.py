@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from pictify_tasks.results import CancelBatchResult
 
-__all__ = ["FailureRecord", "OutcomeRecord", "StartRequest", "WantedCancel"]
+__all__ = ["FailureRecord", "OutcomeRecord", "StartMade", "StartRequest", "WantedCancel"]
 
 
 @dataclass(frozen=True)
@@ -177,3 +177,17 @@ class StartRequest:
 
 def _is_pair(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and len(value) == 2
+
+
+@dataclass(frozen=True)
+class StartMade:
+    """A start's answer: the batch it made, and what to keep about it.
+
+    ``total_items`` starts its progress (what a cancel saves is counted from
+    it); with ``deadline`` (wall time) it is cancelled then if still running.
+    """
+
+    start_id: str
+    batch_id: str
+    total_items: int | None = None
+    deadline: float | None = None

@@ -28,7 +28,13 @@ from pictify_tasks.store.base import (
     link_value,
     revoked_work,
 )
-from pictify_tasks.store.records import FailureRecord, OutcomeRecord, StartRequest, WantedCancel
+from pictify_tasks.store.records import (
+    FailureRecord,
+    OutcomeRecord,
+    StartMade,
+    StartRequest,
+    WantedCancel,
+)
 
 __all__ = ["RedisStore"]
 
@@ -286,24 +292,17 @@ class RedisStore(StateStore):
         return self._link(START_PREFIX + start.start_id, links, ttl, replace=None, pipe=pipe)
 
     @_transient
-    def finish_start(
-        self,
-        start_id: str,
-        batch_id: str,
-        links: BatchLinks,
-        ttl: int,
-        *,
-        total_items: int | None = None,
-        deadline: float | None = None,
-    ) -> list[str]:
+    def finish_start(self, made: StartMade, links: BatchLinks, ttl: int) -> list[str]:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._start_key(start_id, "batch"), batch_id, ex=int(ttl))
-        if total_items is not None:
-            pipe.set(self.batch_key(batch_id, "progress"), f"0/{total_items}", ex=int(ttl))
-        if deadline is not None:
-            pipe.zadd(self._deadlines(), {batch_id: deadline})
+        pipe.set(self._start_key(made.start_id, "batch"), made.batch_id, ex=int(ttl))
+        if made.total_items is not None:
+            progress = f"0/{made.total_items}"
+            pipe.set(self.batch_key(made.batch_id, "progress"), progress, ex=int(ttl))
+        if made.deadline is not None:
+            pipe.zadd(self._deadlines(), {made.batch_id: made.deadline})
             pipe.expire(self._deadlines(), int(ttl))
-        return self._link(batch_id, links, ttl, replace=START_PREFIX + start_id, pipe=pipe)
+        start = START_PREFIX + made.start_id
+        return self._link(made.batch_id, links, ttl, replace=start, pipe=pipe)
 
     @_transient
     def start_request(self, start_id: str) -> StartRequest | None:

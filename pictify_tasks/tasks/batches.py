@@ -15,7 +15,7 @@ from pictify_tasks.ids import idempotency_key_for, validate_id, validate_max_run
 from pictify_tasks.ratelimit import Priority
 from pictify_tasks.revoke.links import links_from_request
 from pictify_tasks.signals import batch_tracked
-from pictify_tasks.store.records import StartRequest
+from pictify_tasks.store.records import StartMade, StartRequest
 from pictify_tasks.tasks.base import PictifyTask
 
 __all__ = ["start_batch_task", "validate_start_batch"]
@@ -74,14 +74,13 @@ def start_batch_task(
         answer = runtime.client.start_batch(
             template_uid, variable_sets, idempotency_key=start.idempotency_key, **options
         )
-        revoked = runtime.store.finish_start(
+        made = StartMade(
             start_id,
             answer.batch_id,
-            links,
-            settings.link_ttl,
             total_items=answer.total_items,
             deadline=None if max_runtime is None else time.time() + max_runtime,
         )
+        revoked = runtime.store.finish_start(made, links, settings.link_ttl)
     except PictifyError as error:
         self.retry_within_deadline(error)
     batch_tracked.send(sender=self, batch_id=answer.batch_id, workflow_id=links.root_id)

@@ -18,7 +18,7 @@ from pictify_tasks.reporting import CancelReport
 from pictify_tasks.results import CancelBatchResult
 from pictify_tasks.revoke.links import BatchLinks
 from pictify_tasks.store.base import StateStore, StateStoreError
-from pictify_tasks.store.records import StartRequest, WantedCancel
+from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
 from pictify_tasks.tasks.base import PictifyTask, asked_at
 
 __all__ = ["CancelBatchTask", "cancel_batch_task", "cancel_start_task"]
@@ -145,7 +145,7 @@ def cancel_start_task(self: PictifyTask, start_id: str) -> CancelBatchResult | N
         except PictifyError as error:
             self.retry_within_deadline(error)
         links = BatchLinks.from_pairs(start.links)
-        runtime.store.finish_start(start_id, batch_id, links, settings.link_ttl)
+        runtime.store.finish_start(StartMade(start_id, batch_id), links, settings.link_ttl)
         logger.info("start %s had made batch %s: cancelling it", start_id, batch_id)
     return run_cancel(self, batch_id, f"start {start_id} killed before its answer")
 
