@@ -54,12 +54,12 @@ def _installed_task(name: str) -> Any:
 
 
 # Typed by protocols, so that users' type checkers see each task's parameters and result.
-#: The ``pictify.cancel_batch`` task of the current app (see :func:`install`).
 cancel_batch: CancelBatchTask = Proxy(_installed_task, args=(CANCEL_BATCH,))
-#: The ``pictify.start_batch`` task of the current app.
+"""The ``pictify.cancel_batch`` task of the current app (see :func:`install`)."""
 start_batch: StartBatchTask = Proxy(_installed_task, args=(START_BATCH,))
-#: The ``pictify.wait_for_batch`` task of the current app.
+"""The ``pictify.start_batch`` task of the current app."""
 wait_for_batch: WaitForBatchTask = Proxy(_installed_task, args=(WAIT_FOR_BATCH,))
+"""The ``pictify.wait_for_batch`` task of the current app."""
 
 __all__ = [
     "AuthenticationError",

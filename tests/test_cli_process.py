@@ -15,7 +15,7 @@ import requests
 from pictify_tasks.cli import ExitCode
 from pictify_tasks.testing import assert_cancelled_once
 from pictify_tasks.testing.worker import BROKER_ENV, QUEUE_ENV, RESULT_ENV
-from tests.workers import ROOT, Setup
+from tests.workers import ROOT, Setup, run_python
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -31,14 +31,8 @@ def celery(setup: Setup, *args: str, **env: str) -> subprocess.CompletedProcess[
         "PYTHONPATH": str(ROOT),
         **env,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tests.worker_app", "pictify", *args],
-        env=full_env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
+    return run_python(
+        *("-m", "celery", "-A", "tests.worker_app", "pictify", *args), cwd=ROOT, env=full_env
     )
 
 
