@@ -22,6 +22,7 @@ import pictify_tasks
 from pictify_tasks import task_types
 from pictify_tasks.names import CANCEL_BATCH, START_BATCH, WAIT_FOR_BATCH
 from pictify_tasks.tasks import TASKS
+from tests.conftest import require_module
 
 PACKAGE_ROOT = Path(pictify_tasks.__file__).resolve().parent.parent
 
@@ -93,7 +94,7 @@ wrong: int = cancel_batch.delay("batch_1").get()  # error: a dict, not an int
 
 
 def test_mypy_strict_sees_the_tasks_signatures_in_a_users_project(tmp_path: Path) -> None:
-    api = pytest.importorskip("mypy.api")
+    api = require_module("mypy.api")
     (tmp_path / "user_project.py").write_text(USER_CODE)
     config = tmp_path / "mypy.ini"
     config.write_text(
