@@ -31,6 +31,7 @@ from pictify_tasks.cli_support import (
 from pictify_tasks.ids import validate_id
 from pictify_tasks.names import CANCEL_BATCH, CANCEL_WORKFLOW
 from pictify_tasks.revoke.links import Scope
+from pictify_tasks.store import MemoryStore
 from pictify_tasks.store.base import START_PREFIX
 
 __all__ = ["ExitCode", "pictify"]
@@ -57,6 +58,19 @@ def _app() -> Any:
 
 def _runtime() -> Runtime:
     return runtime_for(_app())
+
+
+def _runtime_with_store() -> Runtime:
+    """The runtime, warning when its store is this process's memory (not the workers')."""
+    runtime = _runtime()
+    with cli_errors():
+        if isinstance(runtime.store, MemoryStore):
+            click.echo(
+                "note: the ledger and links are in this process's memory, not your workers': "
+                "set pictify_state_url to their Redis",
+                err=True,
+            )
+    return runtime
 
 
 def _task(name: str) -> Any:
@@ -144,7 +158,7 @@ def cancel(batch_ids: tuple[str, ...], reason: str, wait: bool, timeout: float) 
 def status(batch_id: str, as_json: bool) -> None:
     """Show a batch as the API sees it and as the cancel ledger recorded it."""
     [batch_id] = _ids([batch_id], "batch id")
-    runtime = _runtime()
+    runtime = _runtime_with_store()
     with cli_errors():
         if runtime.settings.api_key is None:
             raise CliError(ExitCode.NO_KEY, _NO_KEY)
@@ -201,7 +215,7 @@ def _describe_ledger(view: dict[str, Any] | None) -> str:
 def links(link_id: str, scope: str | None, as_json: bool) -> None:
     """Show the batches tracked under a workflow or task id, and their state."""
     [link_id] = _ids([link_id], "workflow or task id")
-    runtime = _runtime()
+    runtime = _runtime_with_store()
     with cli_errors():
         chosen = Scope(scope) if scope else runtime.settings.revoke_scope
         entries = runtime.store.linked(link_id, chosen)

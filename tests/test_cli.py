@@ -59,6 +59,12 @@ def run(app: Celery, *args: str) -> Result:
     return CliRunner().invoke(pictify, list(args), obj=SimpleNamespace(app=app))
 
 
+def json_of(result: Result) -> Any:
+    """The JSON a command printed (stderr's notes are mixed in by some click versions)."""
+    lines = result.output.splitlines()
+    return json.loads("\n".join(line for line in lines if not line.startswith("note: ")))
+
+
 def expect(result: Result, code: ExitCode, *texts: str) -> None:
     assert result.exit_code == code, result.output
     for text in texts:
@@ -110,11 +116,15 @@ def test_an_app_without_install_is_a_configuration_error() -> None:
 def test_status_shows_the_api_and_the_ledger(app: Celery, emulator: PictifyEmulator) -> None:
     batch_id = emulator.create_batch(total_items=8)
     expect(run(app, "status", batch_id), ExitCode.OK, "api:    processing, 0/8 items done")
+    assert (
+        "note: the ledger and links are in this process's memory"
+        in run(app, "status", batch_id).output
+    )
     assert "ledger: no cancel recorded" in run(app, "status", batch_id).output
     run(app, "cancel", batch_id, "--wait")
     result = run(app, "status", batch_id)
     expect(result, ExitCode.OK, "api:    cancelled", "ledger: cancelled (status cancelled, 1 ")
-    view = json.loads(run(app, "status", batch_id, "--json").output)
+    view = json_of(run(app, "status", batch_id, "--json"))
     assert view["api"]["status"] == "cancelled"
     assert view["ledger"]["outcome"]["outcome"] == "cancelled"
 
@@ -158,7 +168,7 @@ def test_links_shows_tracked_batches_and_their_state(
     run(app, "cancel", done, "--wait")
     result = run(app, "links", "wf-links")
     expect(result, ExitCode.OK, f"{running}  running", f"{done}  finished")
-    view = json.loads(run(app, "links", "wf-links", "--json").output)
+    view = json_of(run(app, "links", "wf-links", "--json"))
     assert view == {
         "id": "wf-links",
         "scope": "workflow",
