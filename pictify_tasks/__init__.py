@@ -13,6 +13,7 @@ from celery import current_app
 from celery.local import Proxy
 
 from pictify_tasks.client import BatchInfo, BatchStart, CancelResult, PictifyClient
+from pictify_tasks.configuration import configure, reload_settings
 from pictify_tasks.errors import (
     AuthenticationError,
     BatchCancelledError,
@@ -41,6 +42,7 @@ from pictify_tasks.revoke.api import cancel_workflow, revoke_workflow, track_bat
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.settings import PictifySettings
 from pictify_tasks.store.base import StateStoreError
+from pictify_tasks.task_types import CancelBatchTask, StartBatchTask, TaskResult, WaitForBatchTask
 
 
 def _installed_task(name: str) -> Any:
@@ -55,12 +57,13 @@ def _installed_task(name: str) -> Any:
         ) from None
 
 
-#: The ``pictify.cancel_batch`` task of the current app (see :func:`install`).
-cancel_batch: Any = Proxy(_installed_task, args=(CANCEL_BATCH,))
-#: The ``pictify.start_batch`` task of the current app.
-start_batch: Any = Proxy(_installed_task, args=(START_BATCH,))
-#: The ``pictify.wait_for_batch`` task of the current app.
-wait_for_batch: Any = Proxy(_installed_task, args=(WAIT_FOR_BATCH,))
+# Typed by protocols, so that users' type checkers see each task's parameters and result.
+cancel_batch: CancelBatchTask = Proxy(_installed_task, args=(CANCEL_BATCH,))
+"""The ``pictify.cancel_batch`` task of the current app (see :func:`install`)."""
+start_batch: StartBatchTask = Proxy(_installed_task, args=(START_BATCH,))
+"""The ``pictify.start_batch`` task of the current app."""
+wait_for_batch: WaitForBatchTask = Proxy(_installed_task, args=(WAIT_FOR_BATCH,))
+"""The ``pictify.wait_for_batch`` task of the current app."""
 
 __all__ = [
     "AuthenticationError",
@@ -74,6 +77,7 @@ __all__ = [
     "BatchProgress",
     "BatchStart",
     "CancelBatchResult",
+    "CancelBatchTask",
     "CancelFailedError",
     "CancelNotConfirmedError",
     "CancelResult",
@@ -89,13 +93,18 @@ __all__ = [
     "RetryPolicy",
     "Scope",
     "ServerError",
+    "StartBatchTask",
     "StateStoreError",
+    "TaskResult",
     "UnexpectedResponseError",
+    "WaitForBatchTask",
     "WaitTimeoutError",
     "__version__",
     "cancel_batch",
     "cancel_workflow",
+    "configure",
     "install",
+    "reload_settings",
     "revoke_workflow",
     "start_batch",
     "track_batch",

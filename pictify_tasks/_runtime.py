@@ -105,6 +105,14 @@ class Runtime:
             self._store = None
             self._client = None
 
+    def reload(self) -> PictifySettings:
+        """Forget what was built and read the settings again now.
+
+        Reading now, not on next use, makes a bad value fail where it was set.
+        """
+        self.reset()
+        return self.settings
+
     def _make_store(self) -> StateStore:
         url = self.settings.state_url
         if url == MEMORY_STATE_URL:

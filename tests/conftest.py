@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import fakeredis
@@ -48,6 +50,13 @@ def require_service(name: str, url: str) -> str:
     if IN_CI:
         pytest.fail(f"CI=true and a service is missing: {message}", pytrace=False)
     pytest.skip(message)
+
+
+def require_module(name: str) -> Any:
+    """Import ``name``; skip without it (laptop), fail under CI (the test extra brings it)."""
+    if IN_CI:
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=f"{name} is not installed: pip install -e '.[test]'")
 
 
 @pytest.fixture(scope="session")

@@ -90,9 +90,11 @@ def test_the_same_batch_is_published_once_within_a_few_seconds() -> None:
 def test_a_full_backlog_drops_its_oldest_with_an_error(caplog: pytest.LogCaptureFixture) -> None:
     backlog = Backlog(max_items=2, first_delay=30, max_delay=30)
     try:
-        for n in range(3):
-            backlog.keep(f"item {n}", lambda: None)
-        assert len(backlog) == 2
+        # Hold the backlog's lock: its thread must not take items between two keeps.
+        with backlog._cond:
+            for n in range(3):
+                backlog.keep(f"item {n}", lambda: None)
+            assert len(backlog) == 2
         assert "dropped item 0" in caplog.text
     finally:
         backlog.stop()

@@ -8,7 +8,8 @@ import pytest
 import redis
 
 from pictify_tasks.revoke.links import BatchLinks, Scope, stamp_link_id
-from pictify_tasks.store import MemoryStore, RedisStore, StateStore
+from pictify_tasks.store import MemoryStore, RedisStore, StartRequest, StateStore
+from pictify_tasks.store.base import START_PREFIX
 
 TTL = 3600
 
@@ -153,3 +154,32 @@ def test_every_redis_key_has_a_ttl_and_one_hash_tag(
     finally:
         for key in real_redis.scan_iter(f"{key_prefix}:*"):
             real_redis.delete(key)
+
+
+# -- linked: what an operator sees under an id (celery pictify links) --------------------
+
+
+def test_linked_shows_each_entry_and_its_state_per_scope(store: StateStore) -> None:
+    store.link_batch("b1", links({"wf"}, {"own"}), TTL)
+    store.link_batch("b2", links({"wf"}), TTL)
+    store.finish_batch("b2", TTL)
+    assert store.linked("wf", Scope.WORKFLOW) == {"b1": "running", "b2": "finished"}
+    assert store.linked("own", Scope.TASK) == {"b1": "running"}
+    assert store.linked("wf", Scope.TASK) == {}
+    assert store.linked("never-linked", Scope.WORKFLOW) == {}
+
+
+def test_linked_shows_a_start_until_its_batch_replaces_it(store: StateStore) -> None:
+    start = StartRequest("s1", "tpl", {"variableSets": [{}]}, "key-s1")
+    store.begin_start(start, links({"wf"}), TTL)
+    assert store.linked("wf", Scope.WORKFLOW) == {START_PREFIX + "s1": "running"}
+    store.finish_start("s1", "b9", links({"wf"}), TTL)
+    assert store.linked("wf", Scope.WORKFLOW) == {"b9": "running"}
+
+
+def test_linked_only_reads(store: StateStore) -> None:
+    store.link_batch("b1", links({"wf"}), TTL)
+    store.linked("wf", Scope.WORKFLOW)
+    store.linked("wf", Scope.WORKFLOW)
+    assert store.revoke_ids(["wf"], Scope.WORKFLOW, None).batches == ["b1"]
+    assert store.link_batch("b2", links({"wf"}), TTL) == []  # nothing was remembered as revoked

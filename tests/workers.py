@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -148,3 +150,21 @@ def worker_setup(
                 store.close()
                 app.close()
         assert api_key not in worker.log(), "the API key leaked into the worker's log"
+
+
+def run_python(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """This interpreter with ``args``, output captured as text, no stdin, a time limit.
+
+    ``env`` replaces the environment (default: this process's).
+    """
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=dict(os.environ if env is None else env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

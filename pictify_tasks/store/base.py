@@ -240,3 +240,14 @@ class StateStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for stores without connections
         """Release connections."""
+
+    # -- for operators -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def linked(self, link_id: str, scope: Scope) -> dict[str, str]:
+        """What is linked under ``link_id`` for ``scope``: entry -> ``running`` or ``finished``.
+
+        An entry is a batch id, or ``start/<start id>`` for a start whose batch
+        id is not known yet. Read-only: for ``celery pictify links``, which
+        shows an operator what a revoke of that id would cancel.
+        """

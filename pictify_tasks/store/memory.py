@@ -275,3 +275,9 @@ class MemoryStore(StateStore):
             if entries is not None:
                 entries[batch_id] = "finished"
                 self._links.set((str(scope), link_id), entries, ttl)
+
+    # -- for operators -------------------------------------------------------------------
+
+    def linked(self, link_id: str, scope: Scope) -> dict[str, str]:
+        with self._lock:
+            return dict(self._links.get((str(scope), link_id)) or {})

@@ -365,6 +365,13 @@ class RedisStore(StateStore):
             pipe.hset(key, batch_id, "finished")
             pipe.expire(key, ttl)
 
+    # -- for operators -------------------------------------------------------------------
+
+    @_transient
+    def linked(self, link_id: str, scope: Scope) -> dict[str, str]:
+        entries = self._redis.hgetall(self.link_key(link_id, scope))
+        return {_text(entry): _text(state) for entry, state in entries.items()}
+
 
 def _progress(text: str) -> tuple[int, int] | None:
     completed, _, total = text.partition("/")

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -91,12 +92,12 @@ class WorkerProcess:
 
 @contextmanager
 def run_worker(
-    app_module: str,
+    app: str | Celery,
     *,
-    broker_url: str,
-    result_url: str,
-    queue: str,
-    log_dir: Path,
+    broker_url: str | None = None,
+    result_url: str | None = None,
+    queue: str | None = None,
+    log_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
     concurrency: int = 4,
     name: str | None = None,
@@ -104,27 +105,37 @@ def run_worker(
     extra_args: Sequence[str] = (),
     ready_timeout: float = 60.0,
 ) -> Iterator[WorkerProcess]:
-    """A worker of ``app_module`` consuming ``queue``, ready when this yields; stopped after.
+    """A real worker of ``app``, ready when this yields (it answered a ping); stopped after.
 
-    ``app_module`` builds its app with :func:`worker_app`.
+    ``app`` is your own Celery app, or what ``celery -A`` takes
+    (``"proj.celery:app"``). For an app object the worker runs the module that
+    defines it, with that module's folder on its path, and the broker to ping
+    is the app's own. ``env`` adds environment variables (the worker's
+    ``PICTIFY_*`` settings, see :func:`pictify_tasks.testing.emulator_env`);
+    ``queue`` makes it consume only that queue. ``broker_url``,
+    ``result_url`` and ``queue`` are also handed to a module that builds its
+    app with :func:`worker_app`.
 
     ``ready_after`` is the time from spawning the process to its first ping reply.
     """
+    target, found_path = _target(app)
+    if broker_url is None:
+        if isinstance(app, str):
+            raise ValueError("run_worker() needs broker_url= when app is given by name")
+        broker_url = str(app.conf.broker_url or "amqp://")
     name = name or f"pictify-{uuid.uuid4().hex[:8]}@localhost"
+    log_dir = Path(tempfile.mkdtemp(prefix="pictify-worker-")) if log_dir is None else log_dir
     log_path = log_dir / f"{name.split('@')[0]}.log"
-    full_env = {
-        **os.environ,
-        **(env or {}),
-        BROKER_ENV: broker_url,
-        RESULT_ENV: result_url,
-        QUEUE_ENV: queue,
-    }
-    if pythonpath:
-        full_env["PYTHONPATH"] = os.pathsep.join([*pythonpath, full_env.get("PYTHONPATH", "")])
+    given = {BROKER_ENV: broker_url, RESULT_ENV: result_url, QUEUE_ENV: queue}
+    full_env = {**os.environ, **(env or {}), **{k: v for k, v in given.items() if v is not None}}
+    paths = [*pythonpath, *found_path]
+    if paths:
+        full_env["PYTHONPATH"] = os.pathsep.join([*paths, full_env.get("PYTHONPATH", "")])
     command = [
-        sys.executable, "-m", "celery", "-A", app_module, "worker",
+        sys.executable, "-m", "celery", "-A", target, "worker",
         "--loglevel", "INFO", "--pool", "prefork", "--concurrency", str(concurrency),
-        "--hostname", name, "--queues", queue, "--without-gossip", "--without-heartbeat",
+        "--hostname", name, "--without-gossip", "--without-heartbeat",
+        *(["--queues", queue] if queue else []),
         *extra_args,
     ]  # fmt: skip
     with open(log_path, "wb") as log_file:
@@ -143,6 +154,46 @@ def run_worker(
         yield worker
     finally:
         stop_worker(worker)
+
+
+def _target(app: str | Celery) -> tuple[str, list[str]]:
+    """What ``celery -A`` takes for ``app``, and the folder its module is imported from.
+
+    An app object is found where a module holds it (``proj.celery:app``); an
+    app made in ``__main__`` cannot be imported by another process.
+    """
+    if isinstance(app, str):
+        return app, []
+    # Your modules first: Celery's own keep the current app in module globals too.
+    modules = sorted(
+        (name, module)
+        for name, module in list(sys.modules.items())
+        if module is not None
+        and not name.startswith("__")  # __main__, __mp_main__
+        and name.partition(".")[0] not in _NOT_YOURS
+    )
+    for module_name, module in modules:
+        for attribute, value in list(vars(module).items()):
+            if value is app:
+                return f"{module_name}:{attribute}", _import_root(module, module_name)
+    raise ValueError(
+        f"the app {app.main!r} is not held by any importable module (made in __main__?): "
+        "pass what `celery -A` takes instead, e.g. run_worker('proj.celery:app', ...)"
+    )
+
+
+#: Top-level packages that may hold a reference to any app, never the one to import.
+_NOT_YOURS = frozenset({"celery", "kombu", "billiard", "pictify_tasks", "django", "_pytest"})
+
+
+def _import_root(module: Any, module_name: str) -> list[str]:
+    """The folder from which ``module_name`` is imported (its top package's parent)."""
+    location = getattr(module, "__file__", None)
+    if not location:
+        return []
+    path = Path(location).resolve()
+    depth = module_name.count(".") + (1 if path.name == "__init__.py" else 0)
+    return [str(path.parents[depth])]
 
 
 def wait_until_ready(worker: WorkerProcess, broker_url: str, timeout: float) -> None:

@@ -1,0 +1,1 @@
+"""Renders cards with Pictify; cancelling a render cancels its batch."""

@@ -1,0 +1,1 @@
+"""A plain Celery project that cancels its Pictify batches with pictify-tasks."""

@@ -1,0 +1,238 @@
+"""``celery pictify``: each command through click's runner, on an in-process worker.
+
+The app uses Celery's in-memory broker and an embedded worker (threads), so
+these tests need no service; ``test_cli_process.py`` runs the real ``celery``
+command against Redis and a real worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from click.testing import CliRunner, Result
+
+import pictify_tasks
+from pictify_tasks import configure
+from pictify_tasks.cli import ExitCode, pictify
+from pictify_tasks.testing import PictifyEmulator, assert_cancelled_once, use_emulator
+
+CLOSED = "127.0.0.1:1"  # nothing listens on port 1: refused at once
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[PictifyEmulator]:
+    with PictifyEmulator(items_per_second=0) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def app(emulator: PictifyEmulator) -> Iterator[Celery]:
+    app = Celery("cli-test", broker="memory://localhost/", backend="cache+memory://")
+    app.conf.update(
+        worker_hijack_root_logger=False,
+        broker_transport_options={"polling_interval": 0.01},
+        pictify_retry_backoff_base=0.05,
+        pictify_retry_backoff_max=0.1,
+        pictify_cancel_max_attempts=2,
+    )
+    pictify_tasks.install(app)
+    use_emulator(app, emulator)
+    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False):
+        yield app
+    pictify_tasks.uninstall(app)
+
+
+@pytest.fixture(autouse=True)
+def fresh(app: Celery, emulator: PictifyEmulator) -> None:
+    """Each test starts from the emulator and a fresh in-memory ledger."""
+    emulator.reset()
+    use_emulator(app, emulator)
+
+
+def run(app: Celery, *args: str) -> Result:
+    return CliRunner().invoke(pictify, list(args), obj=SimpleNamespace(app=app))
+
+
+def json_of(result: Result) -> Any:
+    """The JSON a command printed (stderr's notes are mixed in by some click versions)."""
+    lines = result.output.splitlines()
+    return json.loads("\n".join(line for line in lines if not line.startswith("note: ")))
+
+
+def expect(result: Result, code: ExitCode, *texts: str) -> None:
+    assert result.exit_code == code, result.output
+    for text in texts:
+        assert text in result.output, result.output
+
+
+# -- cancel -------------------------------------------------------------------------------
+
+
+def test_cancel_enqueues_and_wait_prints_each_outcome(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    running, finished = emulator.create_batch(), emulator.create_batch(status="completed")
+    result = run(app, "cancel", running, finished, "--wait", "--timeout", "30")
+    expect(result, ExitCode.OK, f"{running}: enqueued (task ", f"{running}: cancelled (status")
+    assert f"{finished}: already_finished" in result.output
+    assert_cancelled_once(emulator, running)
+
+
+def test_cancel_without_wait_only_enqueues(app: Celery, emulator: PictifyEmulator) -> None:
+    batch_id = emulator.create_batch()
+    expect(run(app, "cancel", batch_id), ExitCode.OK, f"{batch_id}: enqueued")
+    assert_cancelled_once(emulator, batch_id)  # the worker ran it
+
+
+def test_a_failed_cancel_exits_1_and_says_why(app: Celery, emulator: PictifyEmulator) -> None:
+    batch_id = emulator.create_batch()
+    emulator.inject(status=503, times=None, path_contains=f"/{batch_id}/cancel")
+    result = run(app, "cancel", batch_id, "--wait", "--timeout", "30")
+    expect(result, ExitCode.FAILED, f"{batch_id}: failed: ServerError", "1 of 1 cancel(s)")
+
+
+def test_one_bad_id_sends_nothing(app: Celery, emulator: PictifyEmulator) -> None:
+    good = emulator.create_batch()
+    expect(run(app, "cancel", good, "../etc"), ExitCode.BAD_ID, "may only contain")
+    assert "enqueued" not in run(app, "cancel", good, "").output
+    assert emulator.cancel_requests() == []
+
+
+def test_an_app_without_install_is_a_configuration_error() -> None:
+    bare = Celery("bare", broker="memory://", set_as_current=False)
+    expect(run(bare, "cancel", "b1"), ExitCode.CONFIG, "pictify_tasks.install(app)")
+    expect(run(bare, "check"), ExitCode.CONFIG, "install(app) was not called")
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+def test_status_shows_the_api_and_the_ledger(app: Celery, emulator: PictifyEmulator) -> None:
+    batch_id = emulator.create_batch(total_items=8)
+    expect(run(app, "status", batch_id), ExitCode.OK, "api:    processing, 0/8 items done")
+    assert (
+        "note: the ledger and links are in this process's memory"
+        in run(app, "status", batch_id).output
+    )
+    assert "ledger: no cancel recorded" in run(app, "status", batch_id).output
+    run(app, "cancel", batch_id, "--wait")
+    result = run(app, "status", batch_id)
+    expect(result, ExitCode.OK, "api:    cancelled", "ledger: cancelled (status cancelled, 1 ")
+    view = json_of(run(app, "status", batch_id, "--json"))
+    assert view["api"]["status"] == "cancelled"
+    assert view["ledger"]["outcome"]["outcome"] == "cancelled"
+
+
+def test_status_of_an_unknown_batch_and_a_failing_cancel(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    expect(run(app, "status", "batch_nope"), ExitCode.OK, "not found")
+    batch_id = emulator.create_batch()
+    emulator.inject(status=503, times=None, path_contains=f"/{batch_id}/cancel")
+    run(app, "cancel", batch_id, "--wait", "--timeout", "30")
+    expect(run(app, "status", batch_id), ExitCode.OK, "last failure ServerError after 2 attempt")
+
+
+@pytest.mark.parametrize(
+    ("settings", "code", "text"),
+    [
+        ({"api_key": None}, ExitCode.NO_KEY, "no API key"),
+        ({"state_url": f"redis://{CLOSED}/0"}, ExitCode.STORE, "state store is unreachable"),
+        ({"base_url": f"http://{CLOSED}"}, ExitCode.API, "PictifyConnectionError"),
+        ({"api_key": "pk_test_wrong"}, ExitCode.NO_KEY, "the API refused the key"),
+    ],
+)
+def test_status_exit_codes(
+    app: Celery, emulator: PictifyEmulator, settings: dict[str, Any], code: ExitCode, text: str
+) -> None:
+    configure(app, **settings)
+    expect(run(app, "status", emulator.create_batch()), code, text)
+    expect(run(app, "status", "bad id"), ExitCode.BAD_ID, "may only contain")
+
+
+# -- links and cancel-workflow ----------------------------------------------------------
+
+
+def test_links_shows_tracked_batches_and_their_state(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    running, done = emulator.create_batch(), emulator.create_batch()
+    for batch_id in (running, done):
+        pictify_tasks.track_batch(batch_id, workflow_id="wf-links", app=app)
+    run(app, "cancel", done, "--wait")
+    result = run(app, "links", "wf-links")
+    expect(result, ExitCode.OK, f"{running}  running", f"{done}  finished")
+    view = json_of(run(app, "links", "wf-links", "--json"))
+    assert view == {
+        "id": "wf-links",
+        "scope": "workflow",
+        "batches": {running: "running", done: "finished"},
+        "starts": [],
+    }
+    expect(run(app, "links", "wf-other", "--scope", "task"), ExitCode.OK, "nothing is linked")
+    expect(run(app, "links", "a/b"), ExitCode.BAD_ID)
+    configure(app, state_url=f"redis://{CLOSED}/0")
+    expect(run(app, "links", "wf-links"), ExitCode.STORE, "state store is unreachable")
+
+
+def test_cancel_workflow_cancels_the_running_batches(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    batches = [emulator.create_batch() for _ in range(2)]
+    for batch_id in batches:
+        pictify_tasks.track_batch(batch_id, workflow_id="wf-cancel", app=app)
+    result = run(app, "cancel-workflow", "wf-cancel", "--wait", "--timeout", "30")
+    expect(result, ExitCode.OK, "cancels enqueued for 2 batch(es)", *batches)
+    for batch_id in batches:
+        assert_cancelled_once(emulator, batch_id)
+    expect(run(app, "cancel-workflow", ".."), ExitCode.BAD_ID)
+
+
+# -- check ----------------------------------------------------------------------------------
+
+
+def test_check_passes_on_a_good_setup(app: Celery, emulator: PictifyEmulator) -> None:
+    result = run(app, "check")
+    expect(result, ExitCode.OK, "ok    configuration: base URL http://127.0.0.1:")
+    expect(result, ExitCode.OK, "ok    api:", "accepted the key", "ok    broker: memory://")
+    assert emulator.api_key not in result.output
+    assert f"key pk_test_***{emulator.api_key[-4:]}" in result.output
+
+
+@pytest.mark.parametrize(
+    ("settings", "code", "text"),
+    [
+        ({"api_key": None}, ExitCode.NO_KEY, "FAIL  api key: no API key"),
+        ({"api_key": "pk_test_wrong"}, ExitCode.NO_KEY, "FAIL  api: the API refused the key"),
+        ({"base_url": f"http://{CLOSED}"}, ExitCode.API, "FAIL  api: the API"),
+        ({"state_url": f"redis://{CLOSED}/0"}, ExitCode.STORE, "FAIL  state store"),
+    ],
+)
+def test_check_names_the_problem_and_exits_with_its_code(
+    app: Celery, settings: dict[str, Any], code: ExitCode, text: str
+) -> None:
+    configure(app, **settings)
+    expect(run(app, "check"), code, text, "ok    broker")
+
+
+def test_check_exit_codes_for_the_broker_and_bad_settings(emulator: PictifyEmulator) -> None:
+    other = Celery("cli-broker", broker=f"redis://{CLOSED}/0", set_as_current=False)
+    pictify_tasks.install(other)
+    use_emulator(other, emulator)
+    try:
+        expect(run(other, "check"), ExitCode.BROKER, "FAIL  broker: the broker is unreachable")
+        other.conf.pictify_timeout = "inf"
+        expect(run(other, "check"), ExitCode.CONFIG, "FAIL  configuration: ")
+    finally:
+        pictify_tasks.uninstall(other)
+
+
+def test_the_emulator_command_hands_its_options_to_the_emulator(app: Celery) -> None:
+    result = run(app, "emulator", "--help")
+    expect(result, ExitCode.OK, "--port", "--api-key", "--quiet")
