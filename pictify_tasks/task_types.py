@@ -80,17 +80,41 @@ class StartBatchTask(TaskSignatures[str], Protocol):
     """``pictify.start_batch``: start a batch linked to the workflow; the result is its id."""
 
     def delay(
-        self, template_uid: str, variable_sets: Sequence[Mapping[str, Any]], **options: Any
+        self,
+        template_uid: str,
+        variable_sets: Sequence[Mapping[str, Any]],
+        *,
+        max_runtime: float | None = None,
+        **options: Any,
     ) -> TaskResult[str]: ...
 
     def __call__(
-        self, template_uid: str, variable_sets: Sequence[Mapping[str, Any]], **options: Any
+        self,
+        template_uid: str,
+        variable_sets: Sequence[Mapping[str, Any]],
+        *,
+        max_runtime: float | None = None,
+        **options: Any,
     ) -> str: ...
 
 
 class WaitForBatchTask(TaskSignatures[BatchProgress], Protocol):
-    """``pictify.wait_for_batch``: poll a batch until it ends; the result is its last state."""
+    """``pictify.wait_for_batch``: wait for a batch to end; the result is its final state."""
 
-    def delay(self, batch_id: str, poll_interval: float = 5) -> TaskResult[BatchProgress]: ...
+    def delay(
+        self,
+        batch_id: str,
+        poll_interval: float = 5,
+        *,
+        timeout: float | None = None,
+        raise_on: Sequence[str] = ("cancelled", "failed"),
+    ) -> TaskResult[BatchProgress]: ...
 
-    def __call__(self, batch_id: str, poll_interval: float = 5) -> BatchProgress: ...
+    def __call__(
+        self,
+        batch_id: str,
+        poll_interval: float = 5,
+        *,
+        timeout: float | None = None,
+        raise_on: Sequence[str] = ("cancelled", "failed"),
+    ) -> BatchProgress: ...

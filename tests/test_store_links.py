@@ -10,6 +10,7 @@ import redis
 from pictify_tasks.revoke.links import BatchLinks, Scope, stamp_link_id
 from pictify_tasks.store import MemoryStore, RedisStore, StartRequest, StateStore
 from pictify_tasks.store.base import START_PREFIX
+from pictify_tasks.store.records import StartMade
 
 TTL = 3600
 
@@ -173,7 +174,7 @@ def test_linked_shows_a_start_until_its_batch_replaces_it(store: StateStore) -> 
     start = StartRequest("s1", "tpl", {"variableSets": [{}]}, "key-s1")
     store.begin_start(start, links({"wf"}), TTL)
     assert store.linked("wf", Scope.WORKFLOW) == {START_PREFIX + "s1": "running"}
-    store.finish_start("s1", "b9", links({"wf"}), TTL)
+    store.finish_start(StartMade("s1", "b9"), links({"wf"}), TTL)
     assert store.linked("wf", Scope.WORKFLOW) == {"b9": "running"}
 
 

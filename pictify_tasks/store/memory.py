@@ -20,6 +20,7 @@ from pictify_tasks.store.base import (
     RevokedWork,
     StateStore,
     link_value,
+    read_link_value,
     revoked_work,
 )
 from pictify_tasks.store.records import (
@@ -280,4 +281,5 @@ class MemoryStore(StateStore):
 
     def linked(self, link_id: str, scope: Scope) -> dict[str, str]:
         with self._lock:
-            return dict(self._links.get((str(scope), link_id)) or {})
+            entries = self._links.get((str(scope), link_id)) or {}
+            return {entry: read_link_value(value)[0] for entry, value in entries.items()}

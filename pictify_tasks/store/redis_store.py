@@ -1,18 +1,16 @@
 """The store on Redis: one Lua script per ledger step, pipelines for the rest.
 
-Every key of one batch carries the hash tag ``{b:<batch id>}``, every key of
-one linked id ``{w:<id>}``, every start ``{s:<start id>}``, so each script
-touches one slot and the store works on Redis Cluster too.
+The keys and what the parts share are in :mod:`pictify_tasks.store.redis_keys`;
+the upkeep (wanted cancels, the sweep, deadlines) in
+:mod:`pictify_tasks.store.redis_upkeep`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import time
 from collections.abc import Sequence
-from typing import Any, Callable, TypeVar, cast
+from typing import Any
 
 import redis
 
@@ -24,7 +22,6 @@ from pictify_tasks.store.base import (
     CancelState,
     RevokedWork,
     StateStore,
-    StateStoreError,
     link_value,
     revoked_work,
 )
@@ -33,33 +30,18 @@ from pictify_tasks.store.records import (
     OutcomeRecord,
     StartMade,
     StartRequest,
-    WantedCancel,
 )
+from pictify_tasks.store.redis_keys import load, pair, progress, text, transient
+from pictify_tasks.store.redis_upkeep import RedisUpkeep
 
 __all__ = ["RedisStore"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-
-def _transient(method: F) -> F:
-    """Turn a Redis failure into :class:`StateStoreError` (the caller retries)."""
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except redis.RedisError as exc:
-            raise StateStoreError(f"state store: {type(exc).__name__}: {exc}") from exc
-
-    return cast(F, wrapper)
-
-
-class RedisStore(StateStore):
+class RedisStore(RedisUpkeep, StateStore):
     """The state in Redis; safe across worker processes and machines."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "pictify") -> None:
-        self._redis = client
-        self._prefix = prefix
+        super().__init__(client, prefix=prefix)
         self._begin = client.register_script(redis_scripts.BEGIN)
         self._finish = client.register_script(redis_scripts.FINISH)
         self._fail = client.register_script(redis_scripts.FAIL)
@@ -71,44 +53,9 @@ class RedisStore(StateStore):
         )
         return cls(client, prefix=prefix)
 
-    @property
-    def redis(self) -> redis.Redis:
-        return self._redis
-
-    def batch_key(self, batch_id: str, part: str) -> str:
-        return f"{self._prefix}:{{b:{batch_id}}}:{part}"
-
-    def link_key(self, link_id: str, part: str) -> str:
-        return f"{self._prefix}:{{w:{link_id}}}:{part}"
-
-    def _start_key(self, start_id: str, part: str = "start") -> str:
-        return f"{self._prefix}:{{s:{start_id}}}:{part}"
-
-    def _wanted_index(self) -> str:
-        return f"{self._prefix}:{{wanted}}:index"
-
     # -- the ledger ----------------------------------------------------------------------
 
-    @_transient
-    def want_cancels(self, wanted: Sequence[WantedCancel], ttl: int) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for item in wanted:
-            key = self.batch_key(item.batch_id, "wanted")
-            pipe.hsetnx(key, "asked_at", repr(item.asked_at))
-            fields: dict[Any, Any] = {  # redis-py's stubs want its own key type here
-                "reason": item.reason,
-                "root_id": item.root_id or "",
-                "parent_id": item.parent_id or "",
-            }
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, int(ttl))
-        if wanted:
-            sent = time.time()  # the index orders by when each was last sent
-            pipe.zadd(self._wanted_index(), {w.batch_id: sent for w in wanted})
-            pipe.expire(self._wanted_index(), int(ttl))
-            pipe.execute()
-
-    @_transient
+    @transient
     def begin_cancel(
         self, batch_id: str, owner: str, lease_seconds: float, asked_at: float
     ) -> CancelBegin:
@@ -117,21 +64,23 @@ class RedisStore(StateStore):
         lease_ms = max(1, int(lease_seconds * 1000))
         args: list[str | int] = [owner, lease_ms, max(86400, int(lease_seconds)), repr(asked_at)]
         reply = self._begin(keys=keys, args=args)
-        kind = _text(reply[0])
+        kind = text(reply[0])
         if kind == "done":
-            return CancelBegin(outcome=OutcomeRecord.from_json(_load(reply[1])))
+            return CancelBegin(outcome=OutcomeRecord.from_json(load(reply[1])))
         if kind == "failed":
-            failure = FailureRecord.from_json(_load(reply[1])) if reply[1] else None
+            failure = FailureRecord.from_json(load(reply[1])) if reply[1] else None
             return CancelBegin(failure=failure or FailureRecord.gave_up(batch_id))
         if kind == "busy":
-            return CancelBegin(lease_remaining=max(0, int(_text(reply[1]))) / 1000.0)
-        links = tuple(_pair(member) for member in reply[2])
-        progress = _progress(_text(reply[3]))
+            return CancelBegin(lease_remaining=max(0, int(text(reply[1]))) / 1000.0)
+        links = tuple(pair(member) for member in reply[2])
         return CancelBegin(
-            acquired=True, attempt=int(_text(reply[1])), links=links, progress=progress
+            acquired=True,
+            attempt=int(text(reply[1])),
+            links=links,
+            progress=progress(text(reply[3])),
         )
 
-    @_transient
+    @transient
     def finish_cancel(
         self,
         owner: str,
@@ -154,17 +103,9 @@ class RedisStore(StateStore):
             saved = self.link_key(workflow_id, "not_rendered")
             pipe.incrby(saved, outcome.items_not_rendered)
             pipe.expire(saved, int(ttl))
-        return OutcomeRecord.from_json(_load(pipe.execute()[0]))
+        return OutcomeRecord.from_json(load(pipe.execute()[0]))
 
-    @_transient
-    def note_progress(self, batch_id: str, completed: int, total: int, ttl: int) -> None:
-        self._redis.set(self.batch_key(batch_id, "progress"), f"{completed}/{total}", ex=int(ttl))
-
-    @_transient
-    def items_not_rendered(self, workflow_id: str) -> int:
-        return int(self._redis.get(self.link_key(workflow_id, "not_rendered")) or 0)
-
-    @_transient
+    @transient
     def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
         parts = ("lease", "attempts", "failure", "wanted", "failed_at")
         keys = [self.batch_key(failure.batch_id, part) for part in parts]
@@ -186,92 +127,30 @@ class RedisStore(StateStore):
         pipe.zrem(self._wanted_index(), failure.batch_id)
         pipe.execute()
 
-    @_transient
+    @transient
     def cancel_state(self, batch_id: str) -> CancelState:
         outcome, failure = self._redis.mget(
             [self.batch_key(batch_id, "outcome"), self.batch_key(batch_id, "failure")]
         )
         return CancelState(
-            None if outcome is None else OutcomeRecord.from_json(_load(outcome)),
-            None if failure is None else FailureRecord.from_json(_load(failure)),
+            None if outcome is None else OutcomeRecord.from_json(load(outcome)),
+            None if failure is None else FailureRecord.from_json(load(failure)),
         )
-
-    # -- the sweep -----------------------------------------------------------------------
-
-    def _deadlines(self) -> str:
-        return f"{self._prefix}:{{deadlines}}:index"
-
-    @_transient
-    def set_deadline(self, batch_id: str, at: float, ttl: int) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(self._deadlines(), {batch_id: at})
-        pipe.expire(self._deadlines(), int(ttl))
-        pipe.execute()
-
-    @_transient
-    def take_due_deadlines(self, now: float, limit: int) -> list[str]:
-        index = self._deadlines()
-        due = [_text(m) for m in self._redis.zrangebyscore(index, "-inf", now, 0, limit)]
-        if due:
-            self._redis.zrem(index, *due)
-        return due
-
-    @_transient
-    def claim_sweep(self, owner: str, seconds: float) -> bool:
-        key = f"{self._prefix}:{{sweep}}:lock"
-        return bool(self._redis.set(key, owner, nx=True, px=max(1, int(seconds * 1000))))
-
-    @_transient
-    def take_stale_wanted(self, before: float, now: float, limit: int) -> list[WantedCancel]:
-        index = self._wanted_index()
-        members = [_text(m) for m in self._redis.zrangebyscore(index, "-inf", before, 0, limit)]
-        if not members:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for batch_id in members:
-            pipe.exists(self.batch_key(batch_id, "outcome"))
-            pipe.exists(self.batch_key(batch_id, "lease"))
-            pipe.hgetall(self.batch_key(batch_id, "wanted"))
-        replies = pipe.execute()
-        stale: list[WantedCancel] = []
-        gone: list[str] = []
-        for i, batch_id in enumerate(members):
-            done, leased, fields = replies[3 * i : 3 * i + 3]
-            record = {_text(k): _text(v) for k, v in fields.items()}
-            if done or "asked_at" not in record:
-                gone.append(batch_id)
-            elif not leased:
-                stale.append(
-                    WantedCancel(
-                        batch_id,
-                        float(record["asked_at"]),
-                        record.get("reason", ""),
-                        record.get("root_id") or None,
-                        record.get("parent_id") or None,
-                    )
-                )
-        pipe = self._redis.pipeline(transaction=False)
-        if gone:
-            pipe.zrem(index, *gone)
-        if stale:
-            pipe.zadd(index, {w.batch_id: now for w in stale}, xx=True)
-        pipe.execute()
-        return stale
 
     # -- links and starts ----------------------------------------------------------------
 
-    @_transient
+    @transient
     def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
         return self._link(batch_id, links, ttl, replace=None)
 
-    @_transient
+    @transient
     def finish_batch(self, batch_id: str, ttl: int) -> None:
         members = self._redis.smembers(self.batch_key(batch_id, "links"))
         pipe = self._redis.pipeline(transaction=False)
-        self._mark_finished(pipe, batch_id, [_pair(m) for m in members], ttl)
+        self._mark_finished(pipe, batch_id, [pair(m) for m in members], ttl)
         pipe.execute()
 
-    @_transient
+    @transient
     def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
         pipe = self._redis.pipeline(transaction=False)
         for link_id in ids:
@@ -282,16 +161,16 @@ class RedisStore(StateStore):
         for reply in pipe.execute():
             if isinstance(reply, dict):
                 for key, value in reply.items():
-                    entries.setdefault(_text(key), _text(value))
+                    entries.setdefault(text(key), text(value))
         return revoked_work(entries)
 
-    @_transient
+    @transient
     def begin_start(self, start: StartRequest, links: BatchLinks, ttl: int) -> list[str]:
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._start_key(start.start_id), json.dumps(start.to_json()), ex=int(ttl))
         return self._link(START_PREFIX + start.start_id, links, ttl, replace=None, pipe=pipe)
 
-    @_transient
+    @transient
     def finish_start(self, made: StartMade, links: BatchLinks, ttl: int) -> list[str]:
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._start_key(made.start_id, "batch"), made.batch_id, ex=int(ttl))
@@ -304,17 +183,17 @@ class RedisStore(StateStore):
         start = START_PREFIX + made.start_id
         return self._link(made.batch_id, links, ttl, replace=start, pipe=pipe)
 
-    @_transient
+    @transient
     def start_request(self, start_id: str) -> StartRequest | None:
         start, batch_id = self._redis.mget(
             [self._start_key(start_id), self._start_key(start_id, "batch")]
         )
         if start is None:
             return None
-        recorded = StartRequest.from_json(_load(start))
+        recorded = StartRequest.from_json(load(start))
         if batch_id is None:
             return recorded
-        return dataclasses.replace(recorded, batch_id=_text(batch_id))
+        return dataclasses.replace(recorded, batch_id=text(batch_id))
 
     def close(self) -> None:
         self._redis.close()
@@ -366,32 +245,3 @@ class RedisStore(StateStore):
             pipe.expire(key, ttl)
 
     # -- for operators -------------------------------------------------------------------
-
-    @_transient
-    def linked(self, link_id: str, scope: Scope) -> dict[str, str]:
-        entries = self._redis.hgetall(self.link_key(link_id, scope))
-        return {_text(entry): _text(state) for entry, state in entries.items()}
-
-
-def _progress(text: str) -> tuple[int, int] | None:
-    completed, _, total = text.partition("/")
-    try:
-        return int(completed), int(total)
-    except ValueError:
-        return None
-
-
-def _pair(member: Any) -> tuple[str, str]:
-    scope, link_id = _text(member).split("\x00", 1)
-    return scope, link_id
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _load(value: Any) -> dict[str, Any]:
-    data = json.loads(_text(value))
-    if not isinstance(data, dict):
-        raise ValueError("a ledger record is not a JSON object")
-    return data

@@ -1,0 +1,111 @@
+"""The Redis store's upkeep: wanted cancels and the sweep, deadlines, progress, reads.
+
+What keeps cancels from being lost or late without being on a cancel's own
+path: the ledger's hot path is in :mod:`pictify_tasks.store.redis_store`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pictify_tasks.revoke.links import Scope
+from pictify_tasks.store.base import read_link_value
+from pictify_tasks.store.records import WantedCancel
+from pictify_tasks.store.redis_keys import RedisKeys, text, transient
+
+__all__ = ["RedisUpkeep"]
+
+
+class RedisUpkeep(RedisKeys):
+    """Wanted cancels, the sweep's lock, deadlines, progress, and what an operator reads."""
+
+    @transient
+    def want_cancels(self, wanted: Sequence[WantedCancel], ttl: int) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for item in wanted:
+            key = self.batch_key(item.batch_id, "wanted")
+            pipe.hsetnx(key, "asked_at", repr(item.asked_at))
+            fields: dict[Any, Any] = {  # redis-py's stubs want its own key type here
+                "reason": item.reason,
+                "root_id": item.root_id or "",
+                "parent_id": item.parent_id or "",
+            }
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, int(ttl))
+        if wanted:
+            sent = time.time()  # the index orders by when each was last sent
+            pipe.zadd(self._wanted_index(), {w.batch_id: sent for w in wanted})
+            pipe.expire(self._wanted_index(), int(ttl))
+            pipe.execute()
+
+    @transient
+    def note_progress(self, batch_id: str, completed: int, total: int, ttl: int) -> None:
+        self._redis.set(self.batch_key(batch_id, "progress"), f"{completed}/{total}", ex=int(ttl))
+
+    @transient
+    def items_not_rendered(self, workflow_id: str) -> int:
+        return int(self._redis.get(self.link_key(workflow_id, "not_rendered")) or 0)
+
+    @transient
+    def set_deadline(self, batch_id: str, at: float, ttl: int) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(self._deadlines(), {batch_id: at})
+        pipe.expire(self._deadlines(), int(ttl))
+        pipe.execute()
+
+    @transient
+    def take_due_deadlines(self, now: float, limit: int) -> list[str]:
+        index = self._deadlines()
+        due = [text(m) for m in self._redis.zrangebyscore(index, "-inf", now, 0, limit)]
+        if due:
+            self._redis.zrem(index, *due)
+        return due
+
+    @transient
+    def claim_sweep(self, owner: str, seconds: float) -> bool:
+        key = f"{self._prefix}:{{sweep}}:lock"
+        return bool(self._redis.set(key, owner, nx=True, px=max(1, int(seconds * 1000))))
+
+    @transient
+    def take_stale_wanted(self, before: float, now: float, limit: int) -> list[WantedCancel]:
+        index = self._wanted_index()
+        members = [text(m) for m in self._redis.zrangebyscore(index, "-inf", before, 0, limit)]
+        if not members:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for batch_id in members:
+            pipe.exists(self.batch_key(batch_id, "outcome"))
+            pipe.exists(self.batch_key(batch_id, "lease"))
+            pipe.hgetall(self.batch_key(batch_id, "wanted"))
+        replies = pipe.execute()
+        stale: list[WantedCancel] = []
+        gone: list[str] = []
+        for i, batch_id in enumerate(members):
+            done, leased, fields = replies[3 * i : 3 * i + 3]
+            record = {text(k): text(v) for k, v in fields.items()}
+            if done or "asked_at" not in record:
+                gone.append(batch_id)
+            elif not leased:
+                stale.append(
+                    WantedCancel(
+                        batch_id,
+                        float(record["asked_at"]),
+                        record.get("reason", ""),
+                        record.get("root_id") or None,
+                        record.get("parent_id") or None,
+                    )
+                )
+        pipe = self._redis.pipeline(transaction=False)
+        if gone:
+            pipe.zrem(index, *gone)
+        if stale:
+            pipe.zadd(index, {w.batch_id: now for w in stale}, xx=True)
+        pipe.execute()
+        return stale
+
+    @transient
+    def linked(self, link_id: str, scope: Scope) -> dict[str, str]:
+        entries = self._redis.hgetall(self.link_key(link_id, scope))
+        return {text(entry): read_link_value(text(value))[0] for entry, value in entries.items()}
