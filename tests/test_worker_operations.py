@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -65,3 +66,29 @@ def test_an_auto_cancel_is_logged_inside_its_workflow_with_its_reason(setup: Set
     line = f"batch_id={batch_id} workflow_id={root} decision=outcome outcome=cancelled"
     assert eventually(lambda: line in setup.worker.log(), 20)
     assert f'reason="revoked: {result.id}"' in setup.worker.log()
+
+
+def test_a_long_wait_shows_progress_and_polls_as_the_batch_goes(setup: Setup) -> None:
+    """State PROGRESS with completed/total; polls aimed at the end, not every poll_interval."""
+    setup.emulator.items_per_second = 10.0  # 30 items: about 3 s
+    try:
+        start = setup.app.tasks["pictify.start_batch"].s(
+            "tpl_progress", [{"n": n} for n in range(30)]
+        )
+        wait = setup.app.tasks["pictify.wait_for_batch"].s(poll_interval=0.1)
+        result = (start | wait).apply_async()
+        seen: list[Any] = []
+
+        def progressing() -> bool:
+            if result.state == "PROGRESS":
+                seen.append(result.info)
+            return bool(seen)
+
+        assert eventually(progressing, 20), "the wait never showed PROGRESS"
+        final = result.get(timeout=30)
+    finally:
+        setup.emulator.items_per_second = 0.0
+    assert final["status"] == "completed" and final["completed_items"] == 30
+    assert seen[0]["total_items"] == 30 and 0 <= seen[0]["completed_items"] <= 30
+    polls = setup.emulator.requests_matching("GET", f"/{final['batch_id']}/results")
+    assert len(polls) < 3.0 / 0.1 / 3  # a third of polling every poll_interval, at most

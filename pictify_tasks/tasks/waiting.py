@@ -18,16 +18,21 @@ from pictify_tasks.errors import (
 )
 from pictify_tasks.ids import validate_id
 from pictify_tasks.models import BatchInfo
+from pictify_tasks.polling import ProgressSample, next_poll_interval
 from pictify_tasks.ratelimit import Priority
 from pictify_tasks.results import BatchProgress
 from pictify_tasks.store.base import StateStoreError
-from pictify_tasks.tasks.base import PictifyTask, asked_at
+from pictify_tasks.tasks.base import PictifyTask, asked_at, header
 
 __all__ = ["validate_wait_for_batch", "wait_for_batch_task"]
 
 logger = logging.getLogger("pictify_tasks.tasks")
 
 MAX_POLL_INTERVAL = 3600.0
+#: The longest an adaptive wait lets pass between two polls of a running batch.
+POLL_CAP = 60.0
+#: The header that carries the last poll's progress to the next run.
+PROGRESS_HEADER = "pictify_progress"
 #: The state a waiting task shows between polls, with the batch's progress as its meta.
 PROGRESS = "PROGRESS"
 #: What ``raise_on`` may name, and the error each raises.
@@ -109,10 +114,29 @@ def wait_for_batch_task(
             )
     if not self.request.is_eager:
         self.update_state(state=PROGRESS, meta=_progress(info))
-    countdown = poll_interval
+    countdown = _next_poll(self.request, info, poll_interval)
     if timeout is not None:
         countdown = max(0.0, min(countdown, timeout - waited))
     self.come_back(countdown)
+
+
+def _next_poll(request: Any, info: BatchInfo, poll_interval: float) -> float:
+    """When to look again: aimed at the batch's expected end (see :mod:`pictify_tasks.polling`).
+
+    The last sample travels with the task (a header), so the next run, on any
+    worker, measures the progress since.
+    """
+    current = ProgressSample.from_info(info, time.time())
+    last = header(request, PROGRESS_HEADER)
+    previous = ProgressSample(*last) if isinstance(last, list) and len(last) == 3 else None
+    headers = getattr(request, "headers", None)
+    if isinstance(headers, dict):
+        headers[PROGRESS_HEADER] = [current.completed, current.total, current.at]
+    else:
+        request.headers = {PROGRESS_HEADER: [current.completed, current.total, current.at]}
+    return next_poll_interval(
+        previous, current, poll_interval=poll_interval, cap=max(poll_interval, POLL_CAP)
+    )
 
 
 def _ended(info: BatchInfo, raise_on: Sequence[str]) -> BatchProgress:
