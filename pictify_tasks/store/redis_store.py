@@ -35,6 +35,7 @@ from pictify_tasks.store.records import (
     StartRequest,
     WantedCancel,
 )
+from pictify_tasks.store.redis_ends import RedisBatchEnds
 
 __all__ = ["RedisStore"]
 
@@ -54,7 +55,7 @@ def _transient(method: F) -> F:
     return cast(F, wrapper)
 
 
-class RedisStore(StateStore):
+class RedisStore(RedisBatchEnds, StateStore):
     """The state in Redis; safe across worker processes and machines."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "pictify") -> None:
@@ -301,6 +302,8 @@ class RedisStore(StateStore):
         if made.deadline is not None:
             pipe.zadd(self._deadlines(), {made.batch_id: made.deadline})
             pipe.expire(self._deadlines(), int(ttl))
+        if made.webhook is not None:
+            pipe.set(self.batch_key(made.batch_id, "webhook"), int(made.webhook), ex=int(ttl))
         start = START_PREFIX + made.start_id
         return self._link(made.batch_id, links, ttl, replace=start, pipe=pipe)
 
