@@ -9,7 +9,9 @@ only as a safety net, every 300 s), against a real worker, in one run:
 * ``requests_per_batch``: every API request naming the batch (its polls and
   any cancel), plus its start (batches render for 8.5 to 13 s);
 * ``end_to_next_ms``: from the batch's end (the emulator's ``completedAt``)
-  to ``bench.stamp`` starting on the worker (both on this machine's clock).
+  to ``bench.stamp`` starting on the worker (both on this machine's clock);
+* ``receiver_answer_ms`` (webhooks): the receiver's answer to each delivery,
+  as the emulator's sender timed it (one store round trip and one publish).
 
 Medians over the N batches of each mode. Progress goes to stderr, one JSON
 object to stdout (last line). Redis db 11 holds everything (RabbitMQ vhost
@@ -80,6 +82,7 @@ def run_mode(
     requests: list[int] = []
     polls: list[int] = []
     delays: list[float] = []
+    answers: list[float] = []
     for flow in flows:
         try:
             stamped = flow.get(timeout=max(0.1, deadline - time.monotonic()))
@@ -91,12 +94,15 @@ def run_mode(
         requests.append(1 + len(named))  # its start names the template, not the batch
         ended = emulator.batch(batch_id)["completedAt"]
         delays.append(stamped["at"] - _wall(ended))
+        answers.extend(d.elapsed for d in emulator.webhook_deliveries(batch_id))
     return {
         "batches": batches,
         "requests_per_batch_median": statistics.median(requests),
         "polls_per_batch_median": statistics.median(polls),
         "requests_total": sum(requests),
         "end_to_next_ms": summary_ms(delays),
+        # The receiver's answer to each delivery, as the emulator timed it (webhooks only).
+        **({"receiver_answer_ms": summary_ms(answers)} if answers else {}),
     }
 
 

@@ -78,6 +78,8 @@ class Delivery:
     sent_at: float
     status: int | None
     error: str | None = None
+    #: Seconds from sending it to the receiver's answer (or to the failure).
+    elapsed: float = 0.0
 
 
 @dataclass(order=True)
@@ -205,7 +207,7 @@ class WebhookSender:
             "X-Pictify-Signature": f"t={stamp},v1={digest.hexdigest()}",
         }
         request = urllib.request.Request(pending.url, pending.body, headers, method="POST")
-        sent_at = time.time()
+        sent_at, began = time.time(), time.monotonic()
         status: int | None = None
         error: str | None = None
         try:
@@ -217,4 +219,4 @@ class WebhookSender:
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         args = (pending.batch_id, pending.delivery_id, pending.url, pending.body, headers)
-        return Delivery(*args, sent_at, status, error)
+        return Delivery(*args, sent_at, status, error, time.monotonic() - began)
