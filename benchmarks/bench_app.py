@@ -9,3 +9,11 @@ from __future__ import annotations
 from pictify_tasks.testing.worker import worker_app
 
 app = worker_app("pictify_bench")
+
+
+@app.task(name="bench.stamp")
+def stamp(value: dict[str, object]) -> dict[str, object]:
+    """A chain's next step: when it ran (wall clock), for the batch the wait returned."""
+    import time
+
+    return {"batch_id": value["batch_id"], "at": time.time()}

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -147,13 +147,17 @@ def bench_caller_app(broker_url: str, queue: str) -> Celery:
 
 
 def bench_worker(
-    broker_url: str, queue: str, env: Mapping[str, str], log_dir: Path
+    broker_url: str,
+    queue: str,
+    env: Mapping[str, str],
+    log_dir: Path,
+    result_url: str = REDIS_URL,
 ) -> AbstractContextManager[WorkerProcess]:
     """A worker of ``benchmarks.bench_app``, ready when entered, stopped on exit."""
     return run_worker(
         "benchmarks.bench_app",
         broker_url=broker_url,
-        result_url=REDIS_URL,
+        result_url=result_url,
         queue=queue,
         log_dir=log_dir,
         env=env,
@@ -271,29 +275,42 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.revokes < 1 or args.startups < 1 or args.warmup < 0:
         parser.error("--revokes and --startups must be at least 1, --warmup at least 0")
-    # SIGTERM unwinds like Ctrl-C, so the context managers stop every worker.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="pictify-bench-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    began = time.monotonic()
-    try:
-        result = run(
+    return report(
+        lambda log_dir: run(
             args.broker,
             args.revokes,
             args.startups,
             args.warmup,
             not args.back_to_back,
             log_dir,
-        )
+        ),
+        args.broker,
+        args.log_dir,
+    )
+
+
+def report(run: Callable[[Path], dict[str, Any]], name: str, log_dir: Path | None) -> int:
+    """Run a benchmark with its worker logs in ``log_dir`` (kept only on failure if not given).
+
+    One JSON object on stdout when it succeeds; 1 when it measured nothing
+    trustworthy (:class:`BenchmarkError`), 130 when interrupted.
+    """
+    # SIGTERM unwinds like Ctrl-C, so the context managers stop every worker.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    folder = log_dir or Path(tempfile.mkdtemp(prefix="pictify-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    try:
+        result = run(folder)
     except BenchmarkError as exc:
-        progress(f"benchmark failed: {exc}\nworker logs: {log_dir}")
+        progress(f"benchmark failed: {exc}\nworker logs: {folder}")
         return 1
     except KeyboardInterrupt:
-        progress(f"interrupted; worker logs: {log_dir}")
+        progress(f"interrupted; worker logs: {folder}")
         return 130
-    progress(f"{args.broker}: done in {time.monotonic() - began:.1f} s")
-    if args.log_dir is None:
-        shutil.rmtree(log_dir, ignore_errors=True)
+    progress(f"{name}: done in {time.monotonic() - began:.1f} s")
+    if log_dir is None:
+        shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps(result))
     return 0
 

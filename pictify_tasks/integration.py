@@ -28,6 +28,7 @@ from pictify_tasks._guard import logged_not_raised
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.cleanup import CleanupTriggers
 from pictify_tasks.errors import PictifyError
+from pictify_tasks.names import BATCH_ENDED
 from pictify_tasks.revoke.links import LINEAGE_HEADER, Scope, lineage_for_child
 from pictify_tasks.revoke.listener import RevokeListener
 from pictify_tasks.sweep import CancelSweep
@@ -162,6 +163,8 @@ class CeleryIntegration:
             request = task.request
             if not request.id or request.is_eager:
                 return  # not inside a running task
+            if task.name == BATCH_ENDED:
+                return  # it sends waiting tasks' own messages again, with their own lineage
             lineage = lineage_for_child(request, headers.get("id"))
             if lineage:
                 headers[LINEAGE_HEADER] = lineage

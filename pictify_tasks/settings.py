@@ -40,7 +40,7 @@ SEVEN_DAYS = 7 * 24 * 3600
 T = TypeVar("T")
 
 
-def clean_api_key(key: str, *, name: str) -> str:
+def clean_api_key(key: str, *, name: str, what: str = "an API key") -> str:
     """The key without surrounding whitespace; refused if anything odd is left inside.
 
     A key read from a mounted secret file often ends in a newline, and
@@ -56,8 +56,8 @@ def clean_api_key(key: str, *, name: str) -> str:
         if kind is not None:
             raise ImproperlyConfigured(
                 f"{name} contains {kind} at position {position} (counting from 0) of its "
-                f"{len(stripped)} characters; an API key is printable ASCII without spaces "
-                "(the key itself is not shown)"
+                f"{len(stripped)} characters; {what} is printable ASCII without spaces "
+                "(the value itself is not shown)"
             )
     return stripped
 
@@ -105,6 +105,12 @@ class PictifySettings:
     state_prefix: str = "pictify"
     #: What cancels a batch before it ends by itself (see :mod:`pictify_tasks.triggers`).
     cancel_on: frozenset[Trigger] = DEFAULT_CANCEL_ON
+    #: Where Pictify tells a batch's end (``start_batch``'s default ``webhook_url``).
+    webhook_url: str | None = None
+    #: The secrets a delivery may be signed with (several during a rotation); never shown.
+    webhook_secret: tuple[str, ...] = field(default=(), repr=False)
+    #: With webhooks on, seconds between the safety-net polls of a waiting batch.
+    webhook_poll_interval: float = 300.0
 
     def __post_init__(self) -> None:
         if self.api_key is not None:
@@ -138,6 +144,9 @@ class PictifySettings:
             raise ImproperlyConfigured(
                 f"pictify_revoke_scope must be a Scope, got {self.revoke_scope!r}"
             )
+        if self.webhook_url is not None:
+            _check_url(self.webhook_url, "pictify_webhook_url", schemes=("http", "https"))
+        object.__setattr__(self, "webhook_secret", _webhook_secrets(self.webhook_secret))
 
     @property
     def lease_seconds(self) -> float:
@@ -192,6 +201,7 @@ class PictifySettings:
             base_url=reader.get("pictify_base_url", str, DEFAULT_BASE_URL).rstrip("/"),
             state_url=state_url or None,
             state_prefix=reader.get("pictify_state_prefix", str, defaults.state_prefix),
+            webhook_url=reader.get("pictify_webhook_url", str, None) or None,
             **values,
         )
 
@@ -229,7 +239,7 @@ class _Reader:
             return value  # type: ignore[return-value]
         if isinstance(value, bool) and convert is not _boolean:
             raise ImproperlyConfigured(f"{source} must be a number, not a bool")
-        shown = "<hidden>" if "key" in name else repr(value)
+        shown = "<hidden>" if "key" in name or "secret" in name else repr(value)
         try:
             return convert(value)
         except _NotFinite:
@@ -289,6 +299,26 @@ def _scope(value: Any) -> Scope:
     raise TypeError(value)
 
 
+def _webhook_secrets(value: Any) -> tuple[str, ...]:
+    """Webhook signing secrets from a list, or one string of comma-separated secrets.
+
+    Several are accepted while a secret is rotated. Each must be at least 16
+    printable ASCII characters without spaces (a short HMAC key can be
+    guessed from one captured delivery); a message never shows one.
+    """
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ImproperlyConfigured("pictify_webhook_secret must be a string or a list of strings")
+    secrets = tuple(clean_api_key(i, name="pictify_webhook_secret", what="a secret") for i in items)
+    for number, secret in enumerate(secrets, start=1):
+        if len(secret) < 16:
+            raise ImproperlyConfigured(
+                f"pictify_webhook_secret number {number} has {len(secret)} characters; "
+                "a signing secret needs at least 16 (the secret itself is not shown)"
+            )
+    return secrets
+
+
 _KINDS: dict[Any, str] = {
     _number: "a number",
     _whole_number: "a whole number",
@@ -313,6 +343,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "revoke_scope": _scope,
     "revoke_listener": _boolean,
     "cancel_on": parse_cancel_on,
+    "webhook_secret": _webhook_secrets,
+    "webhook_poll_interval": _number,
 }
 #: The numbers that must be finite and greater than 0.
 _POSITIVE = (
@@ -323,6 +355,7 @@ _POSITIVE = (
     "retry_after_max",
     "link_ttl",
     "outcome_ttl",
+    "webhook_poll_interval",
 )
 
 

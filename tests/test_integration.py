@@ -341,6 +341,14 @@ def test_a_retry_or_replacement_keeps_its_ancestry_without_adding_itself(app: Ce
     assert first == {"id": "P"}
 
 
+def test_a_woken_wait_keeps_its_own_lineage(app: Celery) -> None:
+    """``pictify.batch_ended`` sends waiting tasks' own messages again: it is not their parent."""
+    headers: dict[str, Any] = {"id": "W", LINEAGE_HEADER: ["R", "S"]}
+    with running(app.tasks["pictify.batch_ended"], id="E", **{LINEAGE_HEADER: ["X"]}):
+        publish_headers(headers)
+    assert headers[LINEAGE_HEADER] == ["R", "S"]
+
+
 def test_an_eager_task_is_left_alone(app: Celery) -> None:
     headers: dict[str, Any] = {"id": "C"}
     with running(app.tasks["proj.parent"], id="P", is_eager=True):

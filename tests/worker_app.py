@@ -92,6 +92,17 @@ def start_then_run(self: object, template_uid: str, seconds: float) -> str:
     return batch_id
 
 
+@app.task(name="tests.record")
+def record(value: object, key: str) -> object:
+    """A chain's tail that counts its runs in a Redis list ``key``; passes ``value`` on."""
+    import redis
+
+    state = redis.Redis.from_url(os.environ["PICTIFY_STATE_URL"])
+    state.rpush(key, 1)
+    state.expire(key, 600)
+    return value
+
+
 @app.task(name="tests.boom")
 def boom(*values: object) -> None:
     """A later step of a chain that fails for good."""

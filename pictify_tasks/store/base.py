@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from pictify_tasks.errors import PictifyError
 from pictify_tasks.revoke.links import BatchLinks, Scope
+from pictify_tasks.store.ends import BatchEnds
 from pictify_tasks.store.records import (
     FailureRecord,
     OutcomeRecord,
@@ -117,8 +118,8 @@ def revoked_work(entries: dict[str, str]) -> RevokedWork:
     return RevokedWork(batches, starts, origins)
 
 
-class StateStore(abc.ABC):
-    """The state behind the cancel tasks and the revoke side."""
+class StateStore(BatchEnds, abc.ABC):
+    """The state behind the cancel tasks and the revoke side (and webhooks: :class:`BatchEnds`)."""
 
     # -- the ledger ----------------------------------------------------------------------
 
@@ -238,7 +239,7 @@ class StateStore(abc.ABC):
     def start_request(self, start_id: str) -> StartRequest | None:
         """The recorded start, with its batch id once known."""
 
-    def close(self) -> None:  # noqa: B027 - optional for stores without connections
+    def close(self) -> None:
         """Release connections."""
 
     # -- for operators -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from pictify_tasks.store.base import (
     read_link_value,
     revoked_work,
 )
+from pictify_tasks.store.ends import BatchEnd, WaitTurn
 from pictify_tasks.store.records import (
     FailureRecord,
     OutcomeRecord,
@@ -100,6 +101,10 @@ class MemoryStore(StateStore):
         self._progress = _ExpiringDict(clock)  # batch id -> (completed, total)
         self._not_rendered = _ExpiringDict(clock)  # workflow id -> items saved
         self._deadlines: dict[str, float] = {}  # batch id -> wall time to cancel it
+        self._ended = _ExpiringDict(clock)  # batch id -> BatchEnd; (batch, delivery) -> True
+        # batch id -> {waiter id: message}; (batch id, waiter id) -> "done" once claimed
+        self._waiters = _ExpiringDict(clock)
+        self._webhook = _ExpiringDict(clock)  # batch id -> started with a webhook URL
 
     # -- the ledger ----------------------------------------------------------------------
 
@@ -242,6 +247,8 @@ class MemoryStore(StateStore):
                 self._progress.set(batch_id, (0, made.total_items), ttl)
             if made.deadline is not None:
                 self._deadlines[batch_id] = made.deadline
+            if made.webhook is not None:
+                self._webhook.set(batch_id, made.webhook, ttl)
             start = self._starts.get(start_id)
             if start is not None:
                 self._starts.set(start_id, dataclasses.replace(start, batch_id=batch_id), ttl)
@@ -251,6 +258,54 @@ class MemoryStore(StateStore):
         with self._lock:
             start: StartRequest | None = self._starts.get(start_id)
             return start
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    def hear_batch_end(
+        self, end: BatchEnd, delivery_id: str, *, ttl: int, outcome_ttl: int
+    ) -> bool:
+        batch_id = end.batch_id
+        with self._lock:
+            if self._ended.get((batch_id, delivery_id)):
+                return False
+            self._ended.set((batch_id, delivery_id), True, ttl)
+            self._ended.setdefault(batch_id, end, ttl)
+            if self._leases.get(batch_id) is None:
+                self._outcomes.setdefault(batch_id, end.as_outcome(), outcome_ttl)
+                self._wanted.delete(batch_id)
+            return True
+
+    def forget_delivery(self, batch_id: str, delivery_id: str) -> None:
+        with self._lock:
+            self._ended.delete((batch_id, delivery_id))
+
+    def wait_turn(
+        self,
+        batch_id: str,
+        waiter_id: str,
+        ttl: int,
+        *,
+        message: str | None = None,
+        polled: BatchEnd | None = None,
+    ) -> WaitTurn:
+        with self._lock:
+            waiters = dict(self._waiters.get(batch_id) or {})
+            waiters.pop(waiter_id, None)
+            end: BatchEnd | None = self._ended.get(batch_id) or polled
+            if end is None and message:
+                waiters[waiter_id] = message
+            self._waiters.set(batch_id, waiters, ttl)
+            if end is None:
+                return WaitTurn(webhook=self._webhook.get(batch_id))
+            mine = self._waiters.get((batch_id, waiter_id)) is None
+            self._waiters.set((batch_id, waiter_id), "done", ttl)
+            return WaitTurn(end=end, mine=mine)
+
+    def take_waiters(self, batch_id: str) -> list[str]:
+        with self._lock:
+            waiters = self._waiters.get(batch_id) or {}
+            self._waiters.delete(batch_id)
+            return list(waiters.values())
 
     # -- plumbing (the lock is held) -----------------------------------------------------
 

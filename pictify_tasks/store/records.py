@@ -184,10 +184,13 @@ class StartMade:
     """A start's answer: the batch it made, and what to keep about it.
 
     ``total_items`` starts its progress (what a cancel saves is counted from
-    it); with ``deadline`` (wall time) it is cancelled then if still running.
+    it); with ``deadline`` (wall time) it is cancelled then if still running;
+    ``webhook`` tells a waiting task to rely on Pictify's webhook.
     """
 
     start_id: str
     batch_id: str
     total_items: int | None = None
     deadline: float | None = None
+    #: Whether it was started with a webhook URL (``None``: not known).
+    webhook: bool | None = None

@@ -31,13 +31,14 @@ from pictify_tasks.store.records import (
     StartMade,
     StartRequest,
 )
+from pictify_tasks.store.redis_ends import RedisBatchEnds
 from pictify_tasks.store.redis_keys import load, pair, progress, text, transient
 from pictify_tasks.store.redis_upkeep import RedisUpkeep
 
 __all__ = ["RedisStore"]
 
 
-class RedisStore(RedisUpkeep, StateStore):
+class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
     """The state in Redis; safe across worker processes and machines."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "pictify") -> None:
@@ -180,6 +181,8 @@ class RedisStore(RedisUpkeep, StateStore):
         if made.deadline is not None:
             pipe.zadd(self._deadlines(), {made.batch_id: made.deadline})
             pipe.expire(self._deadlines(), int(ttl))
+        if made.webhook is not None:
+            pipe.set(self.batch_key(made.batch_id, "webhook"), int(made.webhook), ex=int(ttl))
         start = START_PREFIX + made.start_id
         return self._link(made.batch_id, links, ttl, replace=start, pipe=pipe)
 

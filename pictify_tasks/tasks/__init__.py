@@ -11,6 +11,7 @@ from typing import Any
 from pictify_tasks.errors import BatchEndedError
 from pictify_tasks.ids import validate_id
 from pictify_tasks.names import (
+    BATCH_ENDED,
     CANCEL_BATCH,
     CANCEL_START,
     CANCEL_WORKFLOW,
@@ -27,6 +28,7 @@ from pictify_tasks.tasks.cancelling import (
     validate_cancel_start,
 )
 from pictify_tasks.tasks.waiting import validate_wait_for_batch, wait_for_batch_task
+from pictify_tasks.tasks.wake import batch_ended_task, validate_batch_ended
 
 __all__ = ["TASKS", "PictifyTask", "TaskSpec"]
 
@@ -58,4 +60,5 @@ TASKS: dict[str, TaskSpec] = {
         {**_RETRYING, "throws": (BatchEndedError,)},
     ),
     CANCEL_WORKFLOW: TaskSpec(cancel_workflow_task, validate_cancel_workflow, _AT_LEAST_ONCE),
+    BATCH_ENDED: TaskSpec(batch_ended_task, validate_batch_ended, _RETRYING),
 }

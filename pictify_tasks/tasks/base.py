@@ -107,26 +107,34 @@ class PictifyTask(Task):  # type: ignore[misc]
         execution the caller's thread waits and runs the task again in a
         loop, as a worker would (Celery's eager retries would nest).
         """
-        headers = {
-            **(getattr(self.request, "headers", None) or {}),
-            ASKED_AT_HEADER: asked_at(self.request),
-        }
         if self.request.is_eager:
             raise EagerComeBack(countdown)
         if error is not None:
+            headers = self.resent_headers()
             raise self.retry(exc=error, countdown=countdown, max_retries=None, headers=headers)
         logger.debug("%s[%s] waits %.2fs", self.name, self.request.id, countdown)
-        again = self.signature_from_request(
-            self.request,
-            countdown=countdown,
-            retries=(self.request.retries or 0) + 1,
-            headers=headers,
-        )
+        again = self.again(countdown=countdown)
         try:
             again.apply_async()
         except Exception as exc:
             raise Reject(exc, requeue=False) from exc
         raise Ignore()
+
+    def again(self, **options: Any) -> Any:
+        """This task's message sent again: the same id, chain and headers, one more retry."""
+        return self.signature_from_request(
+            self.request,
+            retries=(self.request.retries or 0) + 1,
+            headers=self.resent_headers(),
+            **options,
+        )
+
+    def resent_headers(self) -> dict[str, Any]:
+        """The running message's headers, with when it was first asked for."""
+        return {
+            **(getattr(self.request, "headers", None) or {}),
+            ASKED_AT_HEADER: asked_at(self.request),
+        }
 
 
 class EagerComeBack(Exception):

@@ -51,12 +51,16 @@ def start_batch_task(
     comes from this task's id, which a retry keeps: a retried start returns
     the batch the first attempt made. With ``max_runtime`` (seconds) the
     batch is cancelled if it still runs that long after it started, whether
-    or not anyone waits for it (the sweep does it, to its interval).
+    or not anyone waits for it (the sweep does it, to its interval). Without
+    ``webhook_url`` the ``pictify_webhook_url`` setting is Pictify's webhook
+    URL (``webhook_url=None`` starts it without one).
     """
     validate_start_batch(template_uid, variable_sets, max_runtime=max_runtime, **options)
     runtime = self.runtime
     settings = runtime.settings
     settings.require_api_key()
+    if "webhook_url" not in options and settings.webhook_url:
+        options["webhook_url"] = settings.webhook_url
     start_id = str(self.request.id)
     links = links_from_request(self.request)
     start = StartRequest(
@@ -79,6 +83,7 @@ def start_batch_task(
             answer.batch_id,
             total_items=answer.total_items,
             deadline=None if max_runtime is None else time.time() + max_runtime,
+            webhook=options.get("webhook_url") is not None,
         )
         revoked = runtime.store.finish_start(made, links, settings.link_ttl)
     except PictifyError as error:

@@ -23,6 +23,7 @@ from pictify_tasks.ratelimit import Priority
 from pictify_tasks.results import BatchProgress
 from pictify_tasks.store.base import StateStoreError
 from pictify_tasks.tasks.base import PictifyTask, asked_at, header
+from pictify_tasks.tasks.wake import WaitEnds
 
 __all__ = ["validate_wait_for_batch", "wait_for_batch_task"]
 
@@ -78,7 +79,12 @@ def wait_for_batch_task(
     Between polls the task shows state ``PROGRESS`` with the batch's
     completed and total items, and comes back later; it never sleeps in a
     worker. When the batch ends its links are marked finished, so no later
-    revoke sends it a cancel. A batch that ends in a status of ``raise_on``
+    revoke sends it a cancel. Each run registers it as a waiter of the batch:
+    when Pictify's webhook tells the batch's end, it runs again at once and
+    returns the end without polling; with webhooks on (the batch was started
+    with a webhook URL, or ``pictify_webhook_url`` is set) the polls are only
+    a safety net, every ``pictify_webhook_poll_interval`` seconds instead of
+    ``poll_interval``. A batch that ends in a status of ``raise_on``
     (``cancelled`` or ``failed`` by default) raises a
     :class:`~pictify_tasks.BatchEndedError` so the chain stops; pass
     ``raise_on=()`` to get it as a result instead. After ``timeout`` seconds
@@ -88,6 +94,10 @@ def wait_for_batch_task(
     validate_wait_for_batch(batch_id, poll_interval, timeout=timeout, raise_on=raise_on)
     runtime = self.runtime
     runtime.settings.require_api_key()
+    ends = WaitEnds(self, batch_id)
+    heard = ends.heard()
+    if heard is not None:
+        return _ended(heard, raise_on)
     waited = time.time() - asked_at(self.request)
     if timeout is not None and waited >= timeout:
         _time_out(self, batch_id, timeout)
@@ -96,6 +106,7 @@ def wait_for_batch_task(
         info = runtime.client.get_batch(batch_id)
         if info.is_terminal:
             runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
+            ends.claim(info)
     except BatchNotFoundError:
         # Gone (or its results expired): nothing left to cancel either.
         runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
@@ -114,7 +125,12 @@ def wait_for_batch_task(
             )
     if not self.request.is_eager:
         self.update_state(state=PROGRESS, meta=_progress(info))
-    countdown = _next_poll(self.request, info, poll_interval)
+    # After the PROGRESS state: a run woken from here on stores its result after it.
+    heard = ends.register()
+    if heard is not None:
+        return _ended(heard, raise_on)
+    # With a webhook to tell the end, the safety net's interval; else aimed at the end.
+    countdown = ends.next_poll(_next_poll(self.request, info, poll_interval))
     if timeout is not None:
         countdown = max(0.0, min(countdown, timeout - waited))
     self.come_back(countdown)

@@ -31,6 +31,12 @@ from pictify_tasks.testing.emulator.ratelimit import RateLimiter
 from pictify_tasks.testing.emulator.requestlog import RecordedRequest, RequestLog
 from pictify_tasks.testing.emulator.routes import Router, cancelled_batch_id
 from pictify_tasks.testing.emulator.server import Server
+from pictify_tasks.testing.emulator.webhooks import (
+    DEFAULT_WEBHOOK_SECRET,
+    Delivery,
+    WebhookFault,
+    WebhookSender,
+)
 
 DEFAULT_API_KEY = "pk_test_emulator"
 
@@ -44,6 +50,8 @@ class PictifyEmulator:
     :meth:`set_batch_status` rather than by sleeping. ``max_items`` is the
     plan's limit on variable sets per batch; ``access_log``, if given, is
     called with one line per request (method, path, status, milliseconds).
+    A batch started with a ``webhookUrl`` gets a ``batch.completed`` there
+    when it ends, signed with ``webhook_secret``.
     """
 
     def __init__(
@@ -57,6 +65,7 @@ class PictifyEmulator:
         items_per_second: float = 2.0,
         max_items: int = 100,
         access_log: Callable[[str], None] | None = None,
+        webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -70,6 +79,7 @@ class PictifyEmulator:
         self._faults = FaultList()
         self._log = RequestLog()
         self._stopping = threading.Event()
+        self._webhooks = WebhookSender(self._store, webhook_secret)
         self._app = self._request_path(Router(self._store, max_items), access_log)
         self._lifecycle_lock = threading.Lock()
         self._server: Server | None = None
@@ -108,6 +118,7 @@ class PictifyEmulator:
             )
             thread.start()
             self._server, self._thread = server, thread
+            self._webhooks.start()
             return self
 
     def stop(self) -> None:
@@ -117,6 +128,7 @@ class PictifyEmulator:
             self._server = self._thread = None
             if server is None:
                 return
+            self._webhooks.stop()
             self._stopping.set()  # wakes requests in an injected delay or trickle
             server.shutdown()
             server.server_close()
@@ -186,6 +198,7 @@ class PictifyEmulator:
         self._faults.clear()
         self._idempotency.clear()
         self._limiter.clear()
+        self._webhooks.clear()
 
     # ------------------------------------------------------------------ batches
 
@@ -195,13 +208,17 @@ class PictifyEmulator:
         status: str = "processing",
         items_per_second: float | None = None,
         template_uid: str = "tpl_emulator",
+        webhook_url: str | None = None,
     ) -> str:
         """Make a batch without HTTP and return its id.
 
         Running statuses progress at ``items_per_second`` (default: the
-        emulator's; 0: never); terminal statuses stay as given.
+        emulator's; 0: never); terminal statuses stay as given. With
+        ``webhook_url`` its end is told there (at once if it is terminal).
         """
-        return self._store.create(template_uid, total_items, status, "png", items_per_second)
+        return self._store.create(
+            template_uid, total_items, status, "png", items_per_second, webhook_url
+        )
 
     def set_batch_status(self, batch_id: str, status: str) -> None:
         """Force a status; ``pending``/``processing`` resume progress from now."""
@@ -308,3 +325,41 @@ class PictifyEmulator:
 
     def clear_faults(self) -> None:
         self._faults.clear()
+
+    # ------------------------------------------------------------------ webhooks
+
+    @property
+    def webhook_secret(self) -> str:
+        """The secret deliveries are signed with (a receiver's ``pictify_webhook_secret``)."""
+        return self._webhooks.secret
+
+    def inject_webhook(
+        self,
+        *,
+        late: float = 0.0,
+        copies: int = 1,
+        lost: bool = False,
+        bad_signature: bool = False,
+        stale: float = 0.0,
+        times: int | None = 1,
+        batch_id: str | None = None,
+    ) -> WebhookFault:
+        """Spoil the next ``times`` deliveries (of ``batch_id``, or any; ``None``: for ever).
+
+        ``late``: held back that many seconds. ``copies``: the same delivery
+        (one delivery id) sent that many times. ``lost``: never sent.
+        ``bad_signature``: signed with another secret. ``stale``: the
+        timestamp that many seconds in the past.
+        """
+        fault = WebhookFault(late, copies, lost, bad_signature, stale, times, batch_id)
+        return self._webhooks.inject(fault)
+
+    def webhook_deliveries(self, batch_id: str | None = None) -> list[Delivery]:
+        """The deliveries sent so far (of ``batch_id``), with the receiver's answers."""
+        return self._webhooks.deliveries(batch_id)
+
+    def wait_for_webhook_deliveries(
+        self, count: int, batch_id: str | None = None, *, timeout: float = 10.0
+    ) -> list[Delivery]:
+        """Block until ``count`` deliveries (of ``batch_id``) were sent; ``TimeoutError`` if not."""
+        return self._webhooks.wait_for(count, batch_id, timeout)

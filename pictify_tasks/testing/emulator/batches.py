@@ -32,9 +32,13 @@ class Batch:
         status: str,
         rate: float,
         image_format: str,
+        webhook_url: str | None = None,
     ) -> None:
         now_mono, now_wall = time.monotonic(), time.time()
         self.batch_id = batch_id
+        #: Where its end is told (``batch.completed``), once: ``announced`` then.
+        self.webhook_url = webhook_url
+        self.announced = False
         self.template_uid = template_uid
         self.total_items = total_items
         self.rate = rate
@@ -100,6 +104,12 @@ class Batch:
         if status != "cancelled" and self.started_wall is None:
             self.started_wall = now_wall
 
+    def ends_at(self) -> float | None:
+        """When (``time.monotonic()``) it completes by itself, if it runs and progresses."""
+        if self.status in TERMINAL_STATUSES or self.rate <= 0:
+            return None
+        return self.anchor_monotonic + (self.total_items - self.base_rendered) / self.rate
+
     def cancel(self) -> str:
         """Cancel if still running; returns ``cancelled``, ``already`` or ``finished``."""
         now_mono, now_wall = time.monotonic(), time.time()
@@ -150,6 +160,8 @@ class BatchStore:
         self._lock = threading.Lock()
         self._batches: dict[str, Batch] = {}
         self.items_per_second = items_per_second
+        #: Set whenever a batch is made or changed by hand: the webhook sender looks again.
+        self.changed = threading.Event()
 
     @property
     def items_per_second(self) -> float:
@@ -167,6 +179,7 @@ class BatchStore:
         status: str = "pending",
         image_format: str = "png",
         items_per_second: float | None = None,
+        webhook_url: str | None = None,
     ) -> str:
         """A new batch's id; ``items_per_second`` defaults to the store's rate."""
         _check_status(status)
@@ -174,10 +187,40 @@ class BatchStore:
             raise ValueError("total_items must be >= 1")
         rate = self._items_per_second if items_per_second is None else _rate(items_per_second)
         batch_id = "batch_" + uuid.uuid4().hex[:24]
-        batch = Batch(batch_id, template_uid, total_items, status, rate, image_format)
+        batch = Batch(batch_id, template_uid, total_items, status, rate, image_format, webhook_url)
         with self._lock:
             self._batches[batch_id] = batch
+        self.changed.set()
         return batch_id
+
+    def take_ended(self, now: float) -> tuple[list[tuple[str, dict[str, Any]]], float | None]:
+        """(webhook URL, ``data`` of a ``batch.completed``) of batches ended unannounced.
+
+        They are announced from now on. Also when the next running batch with a
+        webhook URL ends by itself (``time.monotonic()``), or ``None``.
+        """
+        ended: list[tuple[str, dict[str, Any]]] = []
+        next_end: float | None = None
+        with self._lock:
+            for batch in self._batches.values():
+                if batch.webhook_url is None or batch.announced:
+                    continue
+                batch.settle(now)
+                ends_at = batch.ends_at()
+                if batch.status not in TERMINAL_STATUSES:
+                    if ends_at is not None:
+                        next_end = ends_at if next_end is None else min(next_end, ends_at)
+                    continue
+                batch.announced = True
+                data = {
+                    "batchId": batch.batch_id,
+                    "status": batch.status,
+                    "totalCount": batch.total_items,
+                    "completedCount": batch.rendered,
+                    "failedCount": batch.failed,
+                }
+                ended.append((batch.webhook_url, data))
+        return ended, next_end
 
     def _get(self, batch_id: str) -> Batch:
         try:
@@ -207,6 +250,7 @@ class BatchStore:
         _check_status(status)
         with self._lock:
             self._get(batch_id).force(status)
+        self.changed.set()
 
     def cancel(self, batch_id: str) -> tuple[str, str] | None:
         """``(outcome, status after)`` or ``None`` for an unknown batch."""
@@ -215,7 +259,8 @@ class BatchStore:
             if batch is None:
                 return None
             outcome = batch.cancel()
-            return outcome, batch.status
+        self.changed.set()
+        return outcome, batch.status
 
     def ids(self) -> list[str]:
         with self._lock:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from pictify_tasks.testing.emulator.app import DEFAULT_API_KEY, PictifyEmulator
+from pictify_tasks.testing.emulator.webhooks import DEFAULT_WEBHOOK_SECRET
 
 
 def _key_hint(key: str) -> str:
@@ -59,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the plan's limit on variable sets per batch",
     )
     parser.add_argument(
+        "--webhook-secret",
+        default=DEFAULT_WEBHOOK_SECRET,
+        metavar="SECRET",
+        help="what batch.completed deliveries to a batch's webhookUrl are signed with",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="do not log a line per request to stderr"
     )
     return parser
@@ -82,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         items_per_second=args.items_per_second,
         max_items=args.max_items,
         access_log=None if args.quiet else _log_line,
+        webhook_secret=args.webhook_secret,
     )
     done = threading.Event()
 

@@ -76,7 +76,10 @@ class Router:
             )
         total = len(payload["variableSets"])
         image_format = str(payload.get("format") or "png")
-        batch_id = self._store.create(template_uid, total, "pending", image_format)
+        webhook_url = payload.get("webhookUrl")
+        batch_id = self._store.create(
+            template_uid, total, "pending", image_format, webhook_url=webhook_url
+        )
         return json_response(
             202,
             {

@@ -1,0 +1,182 @@
+"""Polling vs webhooks: API requests per batch, and the delay from a batch's end to the next task.
+
+Runs ``start_batch -> wait_for_batch -> bench.stamp`` for N batches started
+without a webhook URL (the wait polls every ``--poll-interval`` seconds),
+then N started with one (the emulator tells their end to a real receiver,
+``pictify_tasks.webhooks.wsgi_app`` served on loopback, and the wait polls
+only as a safety net, every 300 s), against a real worker, in one run:
+
+* ``requests_per_batch``: every API request naming the batch (its polls and
+  any cancel), plus its start (batches render for 8.5 to 13 s);
+* ``end_to_next_ms``: from the batch's end (the emulator's ``completedAt``)
+  to ``bench.stamp`` starting on the worker (both on this machine's clock);
+* ``receiver_answer_ms`` (webhooks): the receiver's answer to each delivery,
+  as the emulator's sender timed it (one store round trip and one publish).
+
+Medians over the N batches of each mode. Progress goes to stderr, one JSON
+object to stdout (last line). Redis db 11 holds everything (RabbitMQ vhost
+``h6`` with ``--broker rabbitmq``). It exits non-zero if a chain misses its
+deadline; it asserts no timings.
+
+    python benchmarks/webhooks.py [--batches 20] [--poll-interval 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import celery
+from celery import Celery, chain
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.revoke_latency import (  # noqa: E402
+    BenchmarkError,
+    bench_worker,
+    progress,
+    report,
+    summary_ms,
+)
+from pictify_tasks.testing import PictifyEmulator  # noqa: E402
+from pictify_tasks.testing.receiver import serve_receiver  # noqa: E402
+from pictify_tasks.testing.worker import caller_app  # noqa: E402
+
+REDIS_URL = "redis://127.0.0.1:6379/11"  # broker, results and state: db 11 is the benchmarks'
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/h6"
+TTL = 600  # seconds its links, outcomes and results stay in Redis
+#: Batch i renders 17 + i % 10 rows at the emulator's 2 items/s: 8.5 to 13 s, so
+#: batches end at every phase of a poll interval, as real ones do.
+SIZES = [17 + i % 10 for i in range(10)]
+STAGGER = 0.2  # seconds between two starts, so that batches end apart
+CHAIN_DEADLINE = 60.0  # seconds a chain may take after the last start
+SAFETY_POLL = 300  # the worker's pictify_webhook_poll_interval (the default)
+
+
+def run_mode(
+    app: Celery, emulator: PictifyEmulator, batches: int, poll: float, hook: str | None
+) -> dict[str, Any]:
+    """N chains of one mode; their requests per batch and end-to-next delays."""
+    tasks = app.tasks
+    flows = []
+    for i in range(batches):
+        rows = [{"n": n} for n in range(SIZES[i % len(SIZES)])]
+        flows.append(
+            chain(
+                tasks["pictify.start_batch"].s("tpl_bench", rows, webhook_url=hook),
+                tasks["pictify.wait_for_batch"].s(poll_interval=poll),
+                app.signature("bench.stamp"),
+            ).apply_async()
+        )
+        time.sleep(STAGGER)  # paces the starts; nothing waits on it
+    deadline = time.monotonic() + CHAIN_DEADLINE
+    requests: list[int] = []
+    polls: list[int] = []
+    delays: list[float] = []
+    answers: list[float] = []
+    for flow in flows:
+        try:
+            stamped = flow.get(timeout=max(0.1, deadline - time.monotonic()))
+        except Exception as exc:
+            raise BenchmarkError(f"a chain did not end in time: {exc!r}") from exc
+        batch_id = stamped["batch_id"]
+        named = emulator.requests_matching(path_contains=f"/{batch_id}/")
+        polls.append(sum(1 for r in named if r.method == "GET"))
+        requests.append(1 + len(named))  # its start names the template, not the batch
+        ended = emulator.batch(batch_id)["completedAt"]
+        delays.append(stamped["at"] - _wall(ended))
+        answers.extend(d.elapsed for d in emulator.webhook_deliveries(batch_id))
+    return {
+        "batches": batches,
+        "requests_per_batch_median": statistics.median(requests),
+        "polls_per_batch_median": statistics.median(polls),
+        "requests_total": sum(requests),
+        "end_to_next_ms": summary_ms(delays),
+        # The receiver's answer to each delivery, as the emulator timed it (webhooks only).
+        **({"receiver_answer_ms": summary_ms(answers)} if answers else {}),
+    }
+
+
+def run(broker: str, batches: int, poll: float, log_dir: Path) -> dict[str, Any]:
+    broker_url = REDIS_URL if broker == "redis" else AMQP_URL
+    queue = f"pictify-bench-webhooks-{uuid.uuid4().hex[:8]}"
+    api_key = f"pk_test_{uuid.uuid4().hex}"
+    prefix = f"pictify-bench-{uuid.uuid4().hex[:8]}"
+    with PictifyEmulator(api_key=api_key, items_per_second=2.0) as emulator:
+        conf = {
+            "pictify_state_url": REDIS_URL,
+            "pictify_state_prefix": prefix,
+            "pictify_link_ttl": TTL,
+            "pictify_outcome_ttl": TTL,
+            "pictify_webhook_secret": emulator.webhook_secret,
+        }
+        env = {
+            "PICTIFY_API_KEY": api_key,
+            "PICTIFY_BASE_URL": emulator.base_url,
+            **{name.upper(): str(value) for name, value in conf.items()},
+            "PICTIFY_WEBHOOK_POLL_INTERVAL": str(SAFETY_POLL),
+        }
+        app = caller_app(
+            "pictify_bench_webhooks",
+            broker_url=broker_url,
+            result_url=REDIS_URL,
+            queue=queue,
+            **conf,
+        )
+        try:
+            worker = bench_worker(broker_url, queue, env, log_dir, result_url=REDIS_URL)
+            with worker, serve_receiver(app) as hook:
+                progress(f"{broker}: {batches} batches polled every {poll:g} s")
+                polling = run_mode(app, emulator, batches, poll, None)
+                progress(
+                    f"{broker}: {batches} batches told by webhook (safety poll {SAFETY_POLL} s)"
+                )
+                webhooks = run_mode(app, emulator, batches, poll, hook)
+        finally:
+            app.close()
+    return {
+        "broker": broker,
+        "celery": celery.__version__,
+        "python": platform.python_version(),
+        "cores": os.cpu_count(),
+        "batch_seconds": [min(SIZES) / 2, max(SIZES) / 2],
+        "poll_interval_s": poll,
+        "safety_poll_s": SAFETY_POLL,
+        "polling": polling,
+        "webhooks": webhooks,
+    }
+
+
+def _wall(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis")
+    parser.add_argument("--batches", type=int, default=20, help="batches per mode")
+    parser.add_argument("--poll-interval", type=float, default=5.0, help="polling mode's interval")
+    parser.add_argument("--quick", action="store_true", help="5 batches per mode")
+    parser.add_argument("--log-dir", type=Path, help="keep the worker log here")
+    args = parser.parse_args(argv)
+    batches = 5 if args.quick else args.batches
+    if batches < 1 or not args.poll_interval > 0:
+        parser.error("--batches must be at least 1 and --poll-interval above 0")
+    return report(
+        lambda log_dir: run(args.broker, batches, args.poll_interval, log_dir),
+        args.broker,
+        args.log_dir,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The webhook half of the Redis store: two Lua scripts on the batch's hash slot.
+
+Every key here carries the batch's hash tag ``{b:<batch id>}`` (the same as
+the ledger's), so a delivery's de-duplication, the batch's end and its cancel
+outcome change together, atomically, on one Redis Cluster node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from pictify_tasks.store.base import StateStoreError
+from pictify_tasks.store.ends import BatchEnd, BatchEnds, WaitTurn
+
+__all__ = ["RedisBatchEnds"]
+
+# KEYS: delivery, ended, outcome, lease, wanted.
+# ARGV: end json, ttl s, outcome json, outcome ttl s.
+# A cancel holding the lease records what it did itself: the end does not
+# take the outcome's place under it (it may be the very cancel that ended it).
+HEAR = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2])
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[4])
+  redis.call('DEL', KEYS[5])
+end
+return 1
+"""
+
+# KEYS: ended, the waiter's done mark, waiters, webhook flag.
+# ARGV: waiter id, ttl s, message ('' to stop waiting), polled end json ('' if none).
+WAIT = """
+local ended = redis.call('GET', KEYS[1])
+if ended or ARGV[4] ~= '' then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  local mine = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) and 1 or 0
+  return {ended or ARGV[4], mine, ''}
+end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+else
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
+return {'', 0, redis.call('GET', KEYS[4]) or ''}
+"""
+
+
+class RedisBatchEnds(BatchEnds):
+    """Mixed into :class:`~pictify_tasks.store.RedisStore`, which gives it its keys."""
+
+    @property
+    def redis(self) -> redis.Redis:
+        raise NotImplementedError
+
+    def batch_key(self, batch_id: str, part: str) -> str:
+        raise NotImplementedError
+
+    def hear_batch_end(
+        self, end: BatchEnd, delivery_id: str, *, ttl: int, outcome_ttl: int
+    ) -> bool:
+        parts = (f"delivery:{delivery_id}", "ended", "outcome", "lease", "wanted")
+        keys = [self.batch_key(end.batch_id, part) for part in parts]
+        outcome = json.dumps(end.as_outcome().to_json())
+        args = [json.dumps(end.to_json()), int(ttl), outcome, int(outcome_ttl)]
+        with _answering():
+            return bool(self._script(HEAR)(keys=keys, args=args))
+
+    def forget_delivery(self, batch_id: str, delivery_id: str) -> None:
+        with _answering():
+            self.redis.delete(self.batch_key(batch_id, f"delivery:{delivery_id}"))
+
+    def wait_turn(
+        self,
+        batch_id: str,
+        waiter_id: str,
+        ttl: int,
+        *,
+        message: str | None = None,
+        polled: BatchEnd | None = None,
+    ) -> WaitTurn:
+        parts = ("ended", f"waited:{waiter_id}", "waiters", "webhook")
+        keys = [self.batch_key(batch_id, part) for part in parts]
+        given = "" if polled is None else json.dumps(polled.to_json())
+        with _answering():
+            ended, mine, flag = self._script(WAIT)(
+                keys=keys, args=[waiter_id, int(ttl), message or "", given]
+            )
+        text = _text(ended)
+        end = BatchEnd.from_json(json.loads(text)) if text else None
+        webhook = {"1": True, "0": False}.get(_text(flag))
+        return WaitTurn(end=end, mine=bool(mine), webhook=webhook)
+
+    def take_waiters(self, batch_id: str) -> list[str]:
+        key = self.batch_key(batch_id, "waiters")
+        with _answering():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hvals(key)
+            pipe.delete(key)
+            messages, _ = pipe.execute()
+        return [_text(message) for message in messages]
+
+    def _script(self, source: str) -> Any:
+        """The script, registered on first use (the store's constructor is not ours)."""
+        scripts: dict[str, Any] = self.__dict__.setdefault("_end_scripts", {})
+        if source not in scripts:
+            scripts[source] = self.redis.register_script(source)
+        return scripts[source]
+
+
+@contextlib.contextmanager
+def _answering() -> Iterator[None]:
+    """A Redis failure as :class:`StateStoreError`: transient, whoever called retries."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StateStoreError(f"state store: {type(exc).__name__}: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")

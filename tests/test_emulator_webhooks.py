@@ -1,0 +1,157 @@
+"""The emulator tells a batch's end to its ``webhookUrl``, signed, with faults on demand."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pictify_tasks import PictifyClient
+from pictify_tasks.testing import PictifyEmulator
+
+SECRET = "whsec_emulator_tests_secret"
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    """Records each POST (headers, raw body) and answers 202."""
+
+    received: list[tuple[dict[str, str], bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((dict(self.headers.items()), body))  # type: ignore[attr-defined]
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def hook() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    server.received = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", server.received  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def emulator() -> Iterator[PictifyEmulator]:
+    with PictifyEmulator(items_per_second=0, webhook_secret=SECRET) as emulator:
+        yield emulator
+
+
+def signed_as_documented(headers: dict[str, str], body: bytes, secret: str = SECRET) -> bool:
+    fields = dict(item.split("=", 1) for item in headers["X-Pictify-Signature"].split(","))
+    text = fields["t"].encode() + b"." + body
+    return hmac.compare_digest(
+        fields["v1"], hmac.new(secret.encode(), text, hashlib.sha256).hexdigest()
+    )
+
+
+def stamp(headers: dict[str, str]) -> int:
+    return int(headers["X-Pictify-Signature"].split(",")[0].removeprefix("t="))
+
+
+def test_a_batch_started_with_a_webhook_url_tells_its_end_there(
+    emulator: PictifyEmulator, hook: tuple[str, list[Any]]
+) -> None:
+    url, received = hook
+    emulator.items_per_second = 50.0  # ends by itself, with nothing reading it
+    with PictifyClient(emulator.api_key, base_url=emulator.base_url) as client:
+        batch_id = client.start_batch("tpl", [{"n": 1}, {"n": 2}], webhook_url=url).batch_id
+    [delivery] = emulator.wait_for_webhook_deliveries(1, batch_id)
+    assert delivery.status == 202 and delivery.url == url
+    [(headers, body)] = received
+    assert json.loads(body) == {
+        "event": "batch.completed",
+        "data": {
+            "batchId": batch_id,
+            "status": "completed",
+            "totalCount": 2,
+            "completedCount": 2,
+            "failedCount": 0,
+        },
+    }
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Pictify-Event"] == "batch.completed"
+    assert headers["X-Pictify-Delivery-Id"] == delivery.delivery_id
+    assert signed_as_documented(headers, body)
+    assert body == delivery.body and b" " not in body  # compact, as JavaScript writes it
+
+
+@pytest.mark.parametrize("end", ["completed", "partial", "failed", "cancelled"])
+def test_every_end_is_told(
+    emulator: PictifyEmulator, hook: tuple[str, list[Any]], end: str
+) -> None:
+    url, _ = hook
+    batch_id = emulator.create_batch(webhook_url=url)
+    if end == "cancelled":
+        with PictifyClient(emulator.api_key, base_url=emulator.base_url) as client:
+            client.cancel_batch(batch_id)
+    else:
+        emulator.set_batch_status(batch_id, end)
+    [delivery] = emulator.wait_for_webhook_deliveries(1, batch_id)
+    assert json.loads(delivery.body)["data"]["status"] == end
+
+
+def test_faults_repeat_spoil_or_lose_a_delivery(
+    emulator: PictifyEmulator, hook: tuple[str, list[Any]]
+) -> None:
+    url, _ = hook
+    repeated, forged, stale, lost, plain = (emulator.create_batch(webhook_url=url) for _ in "12345")
+    emulator.inject_webhook(copies=3, batch_id=repeated)
+    emulator.inject_webhook(bad_signature=True, batch_id=forged)
+    emulator.inject_webhook(stale=600, batch_id=stale)
+    emulator.inject_webhook(lost=True, batch_id=lost)
+    for batch_id in (repeated, forged, stale, lost, plain):
+        emulator.set_batch_status(batch_id, "completed")
+    emulator.wait_for_webhook_deliveries(1, plain)
+    copies = emulator.wait_for_webhook_deliveries(3, repeated)
+    assert len({d.delivery_id for d in copies}) == 1  # one delivery, sent three times
+    [bad] = emulator.webhook_deliveries(forged)
+    assert not signed_as_documented(bad.headers, bad.body)
+    [old] = emulator.webhook_deliveries(stale)
+    assert signed_as_documented(old.headers, old.body)
+    assert stamp(old.headers) <= old.sent_at - 600
+    assert emulator.webhook_deliveries(lost) == []  # ended before plain, never sent
+
+
+def test_a_late_delivery_waits_its_time(
+    emulator: PictifyEmulator, hook: tuple[str, list[Any]]
+) -> None:
+    url, _ = hook
+    batch_id = emulator.create_batch(webhook_url=url)
+    emulator.inject_webhook(late=0.5)
+    emulator.set_batch_status(batch_id, "failed")
+    ended = emulator.batch(batch_id)["completedAt"]
+    [delivery] = emulator.wait_for_webhook_deliveries(1, batch_id)
+    assert ended is not None
+    assert delivery.sent_at >= _wall(ended) + 0.5  # held back, never sent early
+
+
+def test_no_webhook_url_no_delivery_and_no_receiver_no_crash(emulator: PictifyEmulator) -> None:
+    quiet = emulator.create_batch()
+    unreachable = emulator.create_batch(webhook_url="http://127.0.0.1:9/nothing-listens")
+    emulator.set_batch_status(quiet, "completed")
+    emulator.set_batch_status(unreachable, "completed")
+    [delivery] = emulator.wait_for_webhook_deliveries(1, unreachable)
+    assert delivery.status is None and delivery.error
+    assert emulator.webhook_deliveries(quiet) == []
+
+
+def _wall(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,130 @@
+"""The receiver mounted as a Django view, a Flask view and an ASGI app: the same answers."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+
+import pictify_tasks
+from pictify_tasks._runtime import runtime_for
+from pictify_tasks.webhooks import sign
+
+SECRET = "whsec_0123456789abcdef"
+PATH = "/pictify/webhook"
+
+
+@pytest.fixture
+def celery_app() -> Iterator[Celery]:
+    """An app as a web process has it: a broker (in memory here), the state, the secret."""
+    app = Celery(f"web-{uuid.uuid4().hex[:6]}", set_as_current=False)
+    app.conf.update(
+        broker_url="memory://", pictify_state_url="memory://", pictify_webhook_secret=SECRET
+    )
+    pictify_tasks.install(app)
+    yield app
+    pictify_tasks.uninstall(app)
+
+
+def delivery(batch_id: str = "b1") -> tuple[bytes, dict[str, str]]:
+    data = {"batchId": batch_id, "status": "completed", "totalCount": 1, "completedCount": 1}
+    body = json.dumps({"event": "batch.completed", "data": data}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Pictify-Event": "batch.completed",
+        "X-Pictify-Delivery-Id": f"dlv-{batch_id}",
+        "X-Pictify-Signature": sign(body, SECRET, int(time.time())),
+    }
+    return body, headers
+
+
+def heard(app: Celery, batch_id: str = "b1") -> bool:
+    return runtime_for(app).store.wait_turn(batch_id, "probe", 60).end is not None
+
+
+def test_the_adapters_import_without_their_frameworks(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("django", "flask"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    for name in ("django", "flask", "asgi"):
+        monkeypatch.delitem(sys.modules, f"pictify_tasks.webhooks.{name}", raising=False)
+        assert importlib.import_module(f"pictify_tasks.webhooks.{name}").__name__
+
+
+def test_the_django_view(celery_app: Celery) -> None:
+    pytest.importorskip("django")
+    import django
+    from django.conf import settings
+    from django.test import RequestFactory
+
+    if not settings.configured:
+        settings.configure(ALLOWED_HOSTS=["testserver"], SECRET_KEY="tests", USE_TZ=True)
+        django.setup()
+    from pictify_tasks.webhooks.django import webhook_view
+
+    view = webhook_view(celery_app)
+    assert getattr(view, "csrf_exempt", False)  # Pictify signs instead
+    body, headers = delivery()
+    meta = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}
+    request = RequestFactory().post(PATH, data=body, content_type="application/json", **meta)
+    response = view(request)
+    assert (response.status_code, json.loads(response.content)) == (202, {"accepted": True})
+    assert heard(celery_app)
+    forged = RequestFactory().post(PATH, data=body, content_type="application/json")
+    assert view(forged).status_code == 401
+
+
+def test_the_flask_view(celery_app: Celery) -> None:
+    flask = pytest.importorskip("flask")
+    from pictify_tasks.webhooks.flask import webhook_view
+
+    web = flask.Flask(__name__)
+    web.add_url_rule(PATH, view_func=webhook_view(celery_app), methods=["POST"])
+    client = web.test_client()
+    body, headers = delivery()
+    response = client.post(PATH, data=body, headers=headers)
+    assert (response.status_code, response.get_json()) == (202, {"accepted": True})
+    assert heard(celery_app)
+    assert client.post(PATH, data=body, headers=headers).get_json() == {"duplicate": True}
+
+
+def asgi_call(app: Any, method: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """One request through an ASGI app, its body in two pieces as a server may send it."""
+    pieces = [
+        {"type": "http.request", "body": body[:10], "more_body": True},
+        {"type": "http.request", "body": body[10:], "more_body": False},
+    ]
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": PATH,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return pieces.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], sent[1]["body"]
+
+
+def test_the_asgi_app(celery_app: Celery) -> None:
+    from pictify_tasks.webhooks.asgi import asgi_app
+
+    app = asgi_app(celery_app)
+    body, headers = delivery()
+    assert asgi_call(app, "POST", body, headers) == (202, b'{"accepted": true}')
+    assert heard(celery_app)
+    stale = {**headers, "X-Pictify-Signature": sign(body, SECRET, int(time.time()) - 600)}
+    assert asgi_call(app, "POST", body, stale)[0] == 401

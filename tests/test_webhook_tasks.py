@@ -1,0 +1,82 @@
+"""The task side of webhooks in one process: the start's webhook URL, eager waits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import pictify_tasks
+from pictify_tasks._runtime import runtime_for
+from pictify_tasks.store.ends import BatchEnd
+from pictify_tasks.testing import PictifyEmulator
+from tests.fakes import eager_app
+
+HOOK = "https://example.com/pictify/webhook"
+
+
+@pytest.fixture
+def emulator() -> Iterator[PictifyEmulator]:
+    with PictifyEmulator(items_per_second=0) as emulator:
+        yield emulator
+
+
+def sent_webhook_url(emulator: PictifyEmulator) -> Any:
+    [start] = emulator.requests_matching("POST", "/batch-render")
+    return json.loads(start.body).get("webhookUrl")
+
+
+@pytest.mark.parametrize(
+    ("setting", "options", "expected"),
+    [
+        (HOOK, {}, HOOK),  # the setting is the default
+        (HOOK, {"webhook_url": "https://other.example/hook"}, "https://other.example/hook"),
+        (HOOK, {"webhook_url": None}, None),  # None: this batch without one
+        (None, {}, None),
+    ],
+)
+def test_the_webhook_url_setting_is_start_batchs_default(
+    emulator: PictifyEmulator, setting: str | None, options: dict[str, Any], expected: str | None
+) -> None:
+    app = eager_app(emulator, pictify_webhook_url=setting)
+    try:
+        batch_id = app.tasks["pictify.start_batch"].delay("tpl", [{"n": 1}], **options).get()
+        turn = runtime_for(app).store.wait_turn(batch_id, "probe", 60)
+    finally:
+        pictify_tasks.uninstall(app)
+    assert sent_webhook_url(emulator) == expected
+    assert turn.webhook is (expected is not None)  # what a wait reads to choose its interval
+
+
+def test_an_eager_wait_returns_a_heard_end_without_polling(emulator: PictifyEmulator) -> None:
+    app = eager_app(emulator)
+    batch_id = emulator.create_batch(total_items=4)
+    end = BatchEnd(batch_id, "partial", 4, 3, 1)
+    try:
+        runtime_for(app).store.hear_batch_end(end, "dlv-1", ttl=60, outcome_ttl=60)
+        result = app.tasks["pictify.wait_for_batch"].delay(batch_id, raise_on=()).get()
+    finally:
+        pictify_tasks.uninstall(app)
+    assert (result["status"], result["completed_items"], result["failed_items"]) == (
+        "partial",
+        3,
+        1,
+    )
+    assert result["progress"] == 100.0
+    assert emulator.requests_matching("GET", "/results") == []
+
+
+def test_an_eager_wait_with_webhooks_on_polls_at_its_own_interval(
+    emulator: PictifyEmulator,
+) -> None:
+    # Nothing can wake an eager task: it keeps polling as asked, never for 300 s.
+    emulator.items_per_second = 50.0
+    app = eager_app(emulator, pictify_webhook_url=HOOK)
+    try:
+        batch_id = app.tasks["pictify.start_batch"].delay("tpl", [{"n": n} for n in range(5)]).get()
+        result = app.tasks["pictify.wait_for_batch"].delay(batch_id, poll_interval=0.02).get()
+    finally:
+        pictify_tasks.uninstall(app)
+    assert result["status"] == "completed"
