@@ -8,6 +8,7 @@ delivery, where one arrives).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -83,6 +84,7 @@ def test_a_forged_or_stale_delivery_changes_nothing(
     refusal: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="pictify_tasks.webhooks")
     key = f"runs-{uuid.uuid4().hex}"
     result, batch_id = waiting(setup, receiver, key)
     setup.emulator.inject_webhook(batch_id=batch_id, **fault)
