@@ -135,7 +135,10 @@ def test_a_worker_killed_mid_call_leaves_the_message_to_be_redelivered(setup: Se
     assert killed, "the worker had no pool processes to kill"
     result = async_result.get(timeout=60)
     assert result["outcome"] == "cancelled"
-    assert result["attempts"] >= 2  # the redelivered message went on with the same lease
+    # The redelivered message went on with the same lease and sent the cancel again. The
+    # ledger counts failed attempts, and a call cut short by a kill recorded no failure, so
+    # ``attempts`` may say 1: the second request is what shows the redelivery.
+    assert len(setup.emulator.cancel_requests(batch_id)) >= 2
     assert setup.emulator.batch(batch_id)["effectiveCancels"] == 1
 
 
