@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pictify_tasks.errors import PictifyError
+from pictify_tasks.limiter import LimiterConfig, StoreLimiter
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store.records import FailureRecord, OutcomeRecord, StartRequest, WantedCancel
 
@@ -170,6 +171,12 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def start_request(self, start_id: str) -> StartRequest | None:
         """The recorded start, with its batch id once known."""
+
+    # -- the rate limiter ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def rate_limiter(self, bucket: str, config: LimiterConfig) -> StoreLimiter:
+        """The limiter of ``bucket`` (a hash of an API key), shared by all who use this store."""
 
     def close(self) -> None:  # noqa: B027 - optional for stores without connections
         """Release connections."""

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from pictify_tasks.limiter import LimiterConfig, LimiterState, MemoryLimiter, StoreLimiter
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store.base import (
     START_PREFIX,
@@ -88,6 +89,7 @@ class MemoryStore(StateStore):
         self._batch_links = _ExpiringDict(clock)
         self._revoked = _ExpiringDict(clock)
         self._starts = _ExpiringDict(clock)
+        self._limiters: dict[str, tuple[LimiterState, threading.Lock]] = {}
 
     # -- the ledger ----------------------------------------------------------------------
 
@@ -209,6 +211,13 @@ class MemoryStore(StateStore):
         with self._lock:
             start: StartRequest | None = self._starts.get(start_id)
             return start
+
+    # -- the rate limiter ----------------------------------------------------------------
+
+    def rate_limiter(self, bucket: str, config: LimiterConfig) -> StoreLimiter:
+        with self._lock:
+            state, lock = self._limiters.setdefault(bucket, (LimiterState(), threading.Lock()))
+        return MemoryLimiter(state, lock, config)
 
     # -- plumbing (the lock is held) -----------------------------------------------------
 
