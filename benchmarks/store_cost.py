@@ -10,7 +10,8 @@ count nothing else; the broker and results stay on ``--redis-url``.
   (``MEMORY USAGE`` of every key it left, and ``used_memory``). Operations: a
   batch tracked with ``track_batch``; a batch's life through ``start_batch``
   and ``wait_for_batch`` (recorded, linked, finished); a cancel (wanted,
-  ledger, rate-limit token, the HTTP call, outcome).
+  ledger, rate-limit token, the HTTP call, outcome); the token of any other
+  request (a start, a poll).
 * Memory of 10,000 tracked batches, each linked under the 4 ids of a chain's
   first step.
 * The server's CPU time per cancel, and from it the cancels per minute one
@@ -40,6 +41,7 @@ from pictify_tasks.cancel import CancelContext, cancel_step
 from pictify_tasks.client import PictifyClient
 from pictify_tasks.limiter import LimiterConfig, bucket_for
 from pictify_tasks.polling import simulate_polls
+from pictify_tasks.ratelimit import Priority
 from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.revoke.links import BatchLinks, links_from_request
 from pictify_tasks.store import RedisStore
@@ -176,6 +178,10 @@ def store_costs(port: int, emulator: PictifyEmulator, n: int, links_n: int) -> d
     results["cancel"] = probe.per_operation(cancel, n)
     results["cancel"]["kept_bytes"] = round(probe.kept_bytes("cancel") / n, 1)
     client.close()
+    # A start's or a poll's token: one more round trip per request, nothing kept per batch.
+    results["token"] = probe.per_operation(lambda i: limiter.acquire(Priority.POLL), n)
+    results["token"]["kept_bytes"] = 0.0
+    results["limiter_key_bytes"] = int(admin.memory_usage(limiter.key, samples=0) or 0)
 
     many = store("links")
     before = admin.info("memory")["used_memory"]
@@ -279,7 +285,12 @@ def run(options: Options, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "store_cost",
         "operations": n,
-        "per_operation": {k: v for k, v in costs.items() if k != "memory_10k_tracked_batches"},
+        "per_operation": {
+            k: v
+            for k, v in costs.items()
+            if k in ("tracked_batch", "started_and_waited_batch", "cancel", "token")
+        },
+        "limiter_key_bytes": costs["limiter_key_bytes"],
         "memory_10k_tracked_batches": costs["memory_10k_tracked_batches"],
         "redis_cancels_per_minute_one_core": round(60e6 / cpu_us) if cpu_us > 0 else None,
         "worker": rss,

@@ -92,7 +92,7 @@ def run(options: Options, args: argparse.Namespace) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=2000, help="tasks of each kind per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
 
 
 if __name__ == "__main__":
