@@ -43,6 +43,17 @@ def test_the_owner_renews_its_lease_and_failed_attempts_count(store: StateStore)
     assert store.begin_cancel("b1", "task-a", 30, ASKED).attempt == 3
 
 
+def test_the_owner_keeps_its_lease_over_a_long_wait_and_nobody_else_can(
+    store: StateStore,
+) -> None:
+    store.begin_cancel("b1", "task-a", 5, ASKED)
+    assert store.keep_lease("b1", "task-a", 60)  # waits a minute for a rate-limit token
+    assert not store.keep_lease("b1", "task-b", 60)
+    assert not store.keep_lease("b-unknown", "task-a", 60)
+    other = store.begin_cancel("b1", "task-b", 30, ASKED)
+    assert not other.acquired and 30 < other.lease_remaining <= 60
+
+
 def test_an_outcome_is_recorded_once_and_returned_to_everyone(store: StateStore) -> None:
     store.begin_cancel("b1", "task-a", 30, ASKED)
     assert store.finish_cancel("task-a", OUTCOME, 3600, ()) == OUTCOME

@@ -124,6 +124,14 @@ class StateStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def keep_lease(self, batch_id: str, owner: str, seconds: float) -> bool:
+        """Keep ``owner``'s lease on the batch ``seconds`` more; ``False`` if it is not theirs.
+
+        For a cancel that holds the lease but waits (for a rate-limit token)
+        longer than the lease lasts: no duplicate takes it over meanwhile.
+        """
+
+    @abc.abstractmethod
     def cancel_state(self, batch_id: str) -> CancelState:
         """The recorded outcome and last failure of a batch's cancel."""
 

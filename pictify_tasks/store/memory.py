@@ -149,6 +149,13 @@ class MemoryStore(StateStore):
                 self._wanted.delete(batch_id)
                 self._sent.pop(batch_id, None)
 
+    def keep_lease(self, batch_id: str, owner: str, seconds: float) -> bool:
+        with self._lock:
+            if self._leases.get(batch_id) != owner:
+                return False
+            self._leases.expire(batch_id, seconds)
+            return True
+
     def cancel_state(self, batch_id: str) -> CancelState:
         with self._lock:
             return CancelState(self._outcomes.get(batch_id), self._failures.get(batch_id))

@@ -64,6 +64,7 @@ class RedisStore(StateStore):
         self._begin = client.register_script(redis_scripts.BEGIN)
         self._finish = client.register_script(redis_scripts.FINISH)
         self._fail = client.register_script(redis_scripts.FAIL)
+        self._keep_lease = client.register_script(redis_scripts.KEEP_LEASE)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "pictify", cluster: bool = False) -> RedisStore:
@@ -164,6 +165,11 @@ class RedisStore(StateStore):
         self._script_then(
             self._fail, keys, args, lambda pipe: pipe.zrem(self._wanted_index(), failure.batch_id)
         )
+
+    @_transient
+    def keep_lease(self, batch_id: str, owner: str, seconds: float) -> bool:
+        ms = max(1, int(seconds * 1000))
+        return bool(self._keep_lease(keys=[self.batch_key(batch_id, "lease")], args=[owner, ms]))
 
     @_transient
     def cancel_state(self, batch_id: str) -> CancelState:
