@@ -41,7 +41,6 @@ script call per request); the same tests run on both.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import hashlib
 import logging
 import math
@@ -58,6 +57,7 @@ __all__ = [
     "RESERVED_SHARES",
     "LimiterConfig",
     "LimiterState",
+    "MemoryLimiter",
     "Observation",
     "StoreLimiter",
     "bucket_for",
@@ -281,8 +281,3 @@ class MemoryLimiter(StoreLimiter):
             if heard is not None:
                 self._state.hear(heard, now, self.config)
             return 0.0 if priority is None else self._state.take(priority, now, self.config)
-
-    def state(self) -> LimiterState:
-        """A copy of the shared state (for tests and operators)."""
-        with self._state_lock:
-            return dataclasses.replace(self._state, queue=list(self._state.queue))
