@@ -27,9 +27,12 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+# Each prints one JSON object as its last line; BENCH_ARGS (e.g. --quick, --redis-url) go to all.
+BENCHMARKS := fanout_limit cancels_first throughput revoke_latency store_cost webhooks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/revoke_latency.py
+	set -e; for name in $(BENCHMARKS); do $(BIN)/python benchmarks/$$name.py $(BENCH_ARGS); done
+	$(BIN)/python benchmarks/revoke_latency.py --broker rabbitmq $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache

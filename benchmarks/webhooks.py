@@ -14,9 +14,9 @@ only as a safety net, every 300 s), against a real worker, in one run:
   as the emulator's sender timed it (one store round trip and one publish).
 
 Medians over the N batches of each mode. Progress goes to stderr, one JSON
-object to stdout (last line). Redis db 11 holds everything (RabbitMQ vhost
-``h6`` with ``--broker rabbitmq``). It exits non-zero if a chain misses its
-deadline; it asserts no timings.
+object to stdout (last line); the common options (``--redis-url``,
+``--broker``, ``--quick``...) are :mod:`benchmarks.common`'s. It exits
+non-zero if a chain misses its deadline; it asserts no timings.
 
     python benchmarks/webhooks.py [--batches 20] [--poll-interval 5] [--quick]
 """
@@ -24,36 +24,19 @@ deadline; it asserts no timings.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
-import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import celery
 from celery import Celery, chain
+from common import BenchmarkError, Options, bench_run, main, progress, summary_ms
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from pictify_tasks.testing import PictifyEmulator
+from pictify_tasks.testing.emulator import DEFAULT_WEBHOOK_SECRET
+from pictify_tasks.testing.receiver import serve_receiver
 
-from benchmarks.revoke_latency import (  # noqa: E402
-    BenchmarkError,
-    bench_worker,
-    progress,
-    report,
-    summary_ms,
-)
-from pictify_tasks.testing import PictifyEmulator  # noqa: E402
-from pictify_tasks.testing.receiver import serve_receiver  # noqa: E402
-from pictify_tasks.testing.worker import caller_app  # noqa: E402
-
-REDIS_URL = "redis://127.0.0.1:6379/11"  # broker, results and state: db 11 is the benchmarks'
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/h6"
-TTL = 600  # seconds its links, outcomes and results stay in Redis
 #: Batch i renders 17 + i % 10 rows at the emulator's 2 items/s: 8.5 to 13 s, so
 #: batches end at every phase of a poll interval, as real ones do.
 SIZES = [17 + i % 10 for i in range(10)]
@@ -106,48 +89,26 @@ def run_mode(
     }
 
 
-def run(broker: str, batches: int, poll: float, log_dir: Path) -> dict[str, Any]:
-    broker_url = REDIS_URL if broker == "redis" else AMQP_URL
-    queue = f"pictify-bench-webhooks-{uuid.uuid4().hex[:8]}"
-    api_key = f"pk_test_{uuid.uuid4().hex}"
-    prefix = f"pictify-bench-{uuid.uuid4().hex[:8]}"
-    with PictifyEmulator(api_key=api_key, items_per_second=2.0) as emulator:
-        conf = {
-            "pictify_state_url": REDIS_URL,
-            "pictify_state_prefix": prefix,
-            "pictify_link_ttl": TTL,
-            "pictify_outcome_ttl": TTL,
-            "pictify_webhook_secret": emulator.webhook_secret,
-        }
-        env = {
-            "PICTIFY_API_KEY": api_key,
-            "PICTIFY_BASE_URL": emulator.base_url,
-            **{name.upper(): str(value) for name, value in conf.items()},
-            "PICTIFY_WEBHOOK_POLL_INTERVAL": str(SAFETY_POLL),
-        }
-        app = caller_app(
-            "pictify_bench_webhooks",
-            broker_url=broker_url,
-            result_url=REDIS_URL,
-            queue=queue,
-            **conf,
-        )
-        try:
-            worker = bench_worker(broker_url, queue, env, log_dir, result_url=REDIS_URL)
-            with worker, serve_receiver(app) as hook:
-                progress(f"{broker}: {batches} batches polled every {poll:g} s")
-                polling = run_mode(app, emulator, batches, poll, None)
-                progress(
-                    f"{broker}: {batches} batches told by webhook (safety poll {SAFETY_POLL} s)"
-                )
-                webhooks = run_mode(app, emulator, batches, poll, hook)
-        finally:
-            app.close()
+def run(options: Options, args: argparse.Namespace) -> dict[str, Any]:
+    batches = 5 if options.quick else args.batches
+    poll = args.poll_interval
+    if batches < 1 or not poll > 0:
+        raise BenchmarkError("--batches must be at least 1 and --poll-interval above 0")
+    with bench_run(
+        options,
+        "webhooks",
+        PICTIFY_WEBHOOK_SECRET=DEFAULT_WEBHOOK_SECRET,
+        PICTIFY_WEBHOOK_POLL_INTERVAL=str(SAFETY_POLL),
+    ) as bench:
+        bench.emulator.items_per_second = 2.0
+        bench.app.conf.pictify_webhook_secret = DEFAULT_WEBHOOK_SECRET
+        with serve_receiver(bench.app) as hook:
+            progress(f"{options.broker}: {batches} batches polled from every {poll:g} s")
+            polling = run_mode(bench.app, bench.emulator, batches, poll, None)
+            progress(f"{options.broker}: {batches} batches told by webhook")
+            webhooks = run_mode(bench.app, bench.emulator, batches, poll, hook)
     return {
-        "broker": broker,
-        "celery": celery.__version__,
-        "python": platform.python_version(),
-        "cores": os.cpu_count(),
+        "broker": options.broker,
         "batch_seconds": [min(SIZES) / 2, max(SIZES) / 2],
         "poll_interval_s": poll,
         "safety_poll_s": SAFETY_POLL,
@@ -160,23 +121,10 @@ def _wall(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batches", type=int, default=20, help="batches per mode")
-    parser.add_argument("--poll-interval", type=float, default=5.0, help="polling mode's interval")
-    parser.add_argument("--quick", action="store_true", help="5 batches per mode")
-    parser.add_argument("--log-dir", type=Path, help="keep the worker log here")
-    args = parser.parse_args(argv)
-    batches = 5 if args.quick else args.batches
-    if batches < 1 or not args.poll_interval > 0:
-        parser.error("--batches must be at least 1 and --poll-interval above 0")
-    return report(
-        lambda log_dir: run(args.broker, batches, args.poll_interval, log_dir),
-        args.broker,
-        args.log_dir,
-    )
+    parser.add_argument("--poll-interval", type=float, default=5.0, help="the waits' poll_interval")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main((__doc__ or "").split("\n\n")[0], run, add_arguments))

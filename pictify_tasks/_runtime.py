@@ -1,4 +1,4 @@
-"""Per app and per process: settings, the state store, the client and the fan-out.
+"""Per app and per process: settings, the state store, the limiter, the client, the fan-out.
 
 Built on first use rather than at ``install`` time because users often
 configure the app after installing, and because a prefork worker must build
@@ -14,6 +14,8 @@ import weakref
 from typing import Any
 
 from pictify_tasks.client import PictifyClient
+from pictify_tasks.limiter import LimiterConfig, bucket_for
+from pictify_tasks.models import RateLimitInfo
 from pictify_tasks.publisher import CeleryPublisher
 from pictify_tasks.ratelimit import RateLimiter, Unlimited
 from pictify_tasks.retry import RetryPolicy
@@ -39,8 +41,7 @@ class Runtime:
         self._store: StateStore | None = None
         self._client: PictifyClient | None = None
         self._client_pid = 0
-        #: Asked for a token before every request (see :mod:`pictify_tasks.ratelimit`).
-        self.limiter: RateLimiter = Unlimited()
+        self._limiter: RateLimiter | None = None
         self.fanout = Fanout(
             store=lambda: self.store,
             settings=lambda: self.settings,
@@ -80,6 +81,30 @@ class Runtime:
             return self._store
 
     @property
+    def limiter(self) -> RateLimiter:
+        """Asked for a token before every request: one per API key, shared through the store.
+
+        See :mod:`pictify_tasks.limiter`. Without an API key there is nothing
+        to key it by, and no request is sent either.
+        """
+        with self._lock:
+            if self._limiter is None:
+                settings = self.settings
+                self._limiter = (
+                    self.store.rate_limiter(
+                        bucket_for(settings.api_key),
+                        LimiterConfig.from_rate(settings.rate_limit, settings.retry_after_max),
+                    )
+                    if settings.api_key
+                    else Unlimited()
+                )
+            return self._limiter
+
+    def _heard(self, status: int, info: RateLimitInfo) -> None:
+        """Every answer's rate-limit headers go to the limiter (the client's ``on_response``)."""
+        self.limiter.observe(status, info)
+
+    @property
     def client(self) -> PictifyClient:
         """This process's client; a new one after a fork."""
         with self._lock:
@@ -90,6 +115,7 @@ class Runtime:
                     settings.require_api_key(),
                     base_url=settings.base_url,
                     timeout=settings.timeout,
+                    on_response=self._heard,
                 )
                 self._client_pid = pid
             return self._client
@@ -104,6 +130,7 @@ class Runtime:
             self._settings = None
             self._store = None
             self._client = None
+            self._limiter = None
 
     def reload(self) -> PictifySettings:
         """Forget what was built and read the settings again now.
@@ -118,7 +145,9 @@ class Runtime:
         if url == MEMORY_STATE_URL:
             return MemoryStore()
         if url:
-            return RedisStore.from_url(url, prefix=self.settings.state_prefix)
+            return RedisStore.from_url(
+                url, prefix=self.settings.state_prefix, cluster=self.settings.state_cluster
+            )
         logger.warning(
             "pictify-tasks keeps its cancel ledger in process memory because neither "
             "pictify_state_url is set nor the broker is Redis: duplicate cancels are only "

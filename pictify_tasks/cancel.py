@@ -96,7 +96,10 @@ def cancel_step(
 
     wait = context.limiter.acquire(Priority.CANCEL)
     if wait > 0:
-        # No token yet: keep the lease (renewed when this task comes back), no attempt made.
+        # No token yet: no attempt made. Keep the lease through the wait, so a
+        # duplicate does not take it and book a second place in the queue.
+        with contextlib.suppress(StateStoreError):
+            store.keep_lease(batch_id, owner, wait + context.lease_seconds)
         return RetryLater(countdown=wait)
     attempt = begin.attempt
     try:

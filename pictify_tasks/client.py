@@ -11,9 +11,10 @@ never become final facts such as ``not_found``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import requests
 
@@ -55,7 +56,19 @@ from pictify_tasks.transport import (
     send,
 )
 
-__all__ = ["BatchInfo", "BatchStart", "CancelResult", "PictifyClient", "RateLimitInfo"]
+__all__ = [
+    "BatchInfo",
+    "BatchStart",
+    "CancelResult",
+    "PictifyClient",
+    "RateLimitInfo",
+    "ResponseObserver",
+]
+
+logger = logging.getLogger("pictify_tasks.client")
+
+#: Called with every answer's HTTP status and rate-limit headers (see ``on_response``).
+ResponseObserver = Callable[[int, RateLimitInfo], None]
 
 
 class PictifyClient:
@@ -67,6 +80,12 @@ class PictifyClient:
     passed in keeps its own adapters: mount a
     :class:`~pictify_tasks.transport.DeadlineAdapter` on it, or a slow read
     is only cut by ``requests``' own per-read timeout.
+
+    ``on_response`` is called with the status and :class:`RateLimitInfo` of
+    every answer the API (or a proxy) gives, before the answer is read: that
+    is how a rate limiter shared by many processes learns the API's view of
+    the budget. An observer that raises is logged and ignored; the request's
+    outcome never depends on it.
     """
 
     def __init__(
@@ -76,6 +95,7 @@ class PictifyClient:
         base_url: str = DEFAULT_BASE_URL,
         timeout: Timeout = 10.0,
         session: requests.Session | None = None,
+        on_response: ResponseObserver | None = None,
     ) -> None:
         api_key = clean_api_key(api_key, name="PictifyClient's api_key")
         if not api_key:
@@ -85,7 +105,8 @@ class PictifyClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.last_rate_limit: RateLimitInfo | None = None
-        self._session = session or new_session()
+        self._on_response = on_response
+        self._session = session or new_session(self.base_url)
         self._session.headers.update(
             {
                 "Authorization": f"Bearer {api_key}",
@@ -256,7 +277,12 @@ class PictifyClient:
                     f"{what} {happened} (outcome unknown): {self._text(str(exc))}"
                 )
             ) from None
-        self.last_rate_limit = rate_limit_from(answer.headers)
+        self.last_rate_limit = info = rate_limit_from(answer.headers)
+        if self._on_response is not None:
+            try:
+                self._on_response(answer.status, info)
+            except Exception:
+                logger.exception("the on_response observer failed (the answer is used anyway)")
         return answer
 
     def _raise_for_status(self, answer: Answer, what: str) -> None:

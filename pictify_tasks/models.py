@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pictify_tasks.errors import parse_retry_after
 from pictify_tasks.redaction import clip
 from pictify_tasks.results import BatchProgress
 from pictify_tasks.statuses import FINISHED_STATUSES, TERMINAL_STATUSES
@@ -92,11 +93,12 @@ class BatchInfo:
 
 @dataclass(frozen=True)
 class RateLimitInfo:
-    """The ``X-RateLimit-*`` headers of the last response."""
+    """A response's ``X-RateLimit-*`` headers, and its ``Retry-After`` in seconds."""
 
     limit: int | None
     remaining: int | None
     reset: int | None
+    retry_after: float | None = None
 
 
 def cancel_outcome(status: str | None, message: str) -> str | None:
@@ -147,11 +149,12 @@ def batch_info_from(data: Mapping[str, Any], batch_id: str) -> BatchInfo:
 
 
 def rate_limit_from(headers: Mapping[str, str]) -> RateLimitInfo:
-    """The ``X-RateLimit-*`` headers (a case-insensitive mapping)."""
+    """The ``X-RateLimit-*`` and ``Retry-After`` headers (a case-insensitive mapping)."""
     return RateLimitInfo(
         limit=_int_or_none(headers.get("X-RateLimit-Limit")),
         remaining=_int_or_none(headers.get("X-RateLimit-Remaining")),
         reset=_int_or_none(headers.get("X-RateLimit-Reset")),
+        retry_after=parse_retry_after(headers.get("Retry-After")),
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from pictify_tasks.errors import ImproperlyConfigured
+from pictify_tasks.ratelimit import Rate, parse_rate
 from pictify_tasks.redaction import mask_secret
 from pictify_tasks.revoke.links import Scope
 from pictify_tasks.triggers import DEFAULT_CANCEL_ON, Trigger, parse_cancel_on
@@ -111,6 +112,10 @@ class PictifySettings:
     webhook_secret: tuple[str, ...] = field(default=(), repr=False)
     #: With webhooks on, seconds between the safety-net polls of a waiting batch.
     webhook_poll_interval: float = 300.0
+    #: The API key's request budget; ``None``: what the API's headers say.
+    rate_limit: Rate | None = None
+    #: ``state_url`` names a node of a Redis Cluster (the client follows the slots).
+    state_cluster: bool = False
 
     def __post_init__(self) -> None:
         if self.api_key is not None:
@@ -140,6 +145,12 @@ class PictifySettings:
                 "pictify_state_prefix must be 1 to 64 letters, digits, '.', '_', ':' or '-', "
                 f"got {self.state_prefix!r}"
             )
+        if self.rate_limit is not None and not isinstance(self.rate_limit, Rate):
+            raise ImproperlyConfigured(
+                f"pictify_rate_limit must be a Rate or unset, got {self.rate_limit!r}"
+            )
+        if self.state_cluster:
+            _check_cluster_url(self.state_url)
         if not isinstance(self.revoke_scope, Scope):
             raise ImproperlyConfigured(
                 f"pictify_revoke_scope must be a Scope, got {self.revoke_scope!r}"
@@ -290,6 +301,11 @@ def _boolean(value: Any) -> bool:
     raise TypeError(value)
 
 
+def _rate(value: Any) -> Rate:
+    """A rate such as ``"300/m"`` (see :func:`pictify_tasks.ratelimit.parse_rate`)."""
+    return value if isinstance(value, Rate) else parse_rate(value)
+
+
 def _scope(value: Any) -> Scope:
     """A revoke scope from its name (``workflow`` or ``task``)."""
     if isinstance(value, Scope):
@@ -325,6 +341,7 @@ _KINDS: dict[Any, str] = {
     _boolean: "a boolean",
     _scope: "one of " + ", ".join(repr(s.value) for s in Scope),
     parse_cancel_on: "a list of " + ", ".join(t.value for t in Trigger),
+    _rate: 'a rate of at least 1 request: "N/s", "N/m" or "N/h" (e.g. "300/m")',
 }
 
 #: Every setting read the same way: ``pictify_<name>`` in the config, then the environment.
@@ -345,6 +362,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "cancel_on": parse_cancel_on,
     "webhook_secret": _webhook_secrets,
     "webhook_poll_interval": _number,
+    "rate_limit": _rate,
+    "state_cluster": _boolean,
 }
 #: The numbers that must be finite and greater than 0.
 _POSITIVE = (
@@ -372,6 +391,21 @@ def _check_url(url: str, name: str, *, schemes: tuple[str, ...]) -> None:
         raise ImproperlyConfigured(
             f"{name} must be a URL starting with one of {sorted(schemes)}://, "
             f"got {_safe_url(url)!r}"
+        )
+
+
+def _check_cluster_url(url: str | None) -> None:
+    """A cluster needs a node's ``redis://`` or ``rediss://`` URL, and has only database 0."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("redis", "rediss"):
+        raise ImproperlyConfigured(
+            "pictify_state_cluster needs pictify_state_url to be a redis:// or rediss:// URL "
+            f"of one of the cluster's nodes, got {_safe_url(url or '')!r}"
+        )
+    if parts.path.strip("/") not in ("", "0"):
+        raise ImproperlyConfigured(
+            "a Redis Cluster has only database 0: pictify_state_url must not name "
+            f"another, got {_safe_url(url or '')!r}"
         )
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import fakeredis
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from pictify_tasks.store import MemoryStore, RedisStore, StateStore
 from tests.workers import Setup, worker_setup
@@ -82,14 +83,28 @@ def key_prefix() -> str:
     return f"pictify-test-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real 3-master Redis Cluster for the session (see ``tests/redis_cluster.py``)."""
+    from tests.redis_cluster import redis_cluster
+
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
+
+
+@pytest.fixture(params=["memory", "fakeredis", "redis", "cluster"])
 def store(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[StateStore]:
-    """The same store contract on the in-process store, fakeredis and the real server."""
+    """The same store contract in process, on fakeredis, a real server and a real cluster."""
     if request.param == "memory":
         yield MemoryStore()
         return
     if request.param == "fakeredis":
         yield RedisStore(fakeredis.FakeRedis(), prefix=key_prefix)
+        return
+    if request.param == "cluster":
+        cluster = RedisCluster.from_url(request.getfixturevalue("redis_cluster_url"))
+        yield RedisStore(cluster, prefix=key_prefix)
+        cluster.close()  # the cluster itself goes at the end of the session
         return
     client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
     yield RedisStore(client, prefix=key_prefix)

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import redis
 
+from pictify_tasks.testing.redis_server import (
+    free_port,
+    redis_server_binary,
+    start_redis_server,
+    wait_for_ping,
+)
 from tests.conftest import IN_CI
 
+__all__ = ["SpareRedis", "spare_redis"]
+
 HOW_TO = "install redis-server (Debian: apt install redis-server) or put it on PATH"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SpareRedis:
@@ -33,7 +30,7 @@ class SpareRedis:
     """
 
     def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
+        binary = redis_server_binary()
         if binary is None:
             message = f"redis-server is not on PATH: {HOW_TO}"
             if IN_CI:
@@ -46,25 +43,9 @@ class SpareRedis:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
-        command = [
-            self._binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-            "--dir", str(self._directory),
-        ]  # fmt: skip
-        self._process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                with contextlib.suppress(redis.RedisError):
-                    if client.ping():
-                        return
-                time.sleep(0.02)
-        finally:
-            client.close()
-        raise RuntimeError(f"the spare redis-server on port {self.port} did not answer")
+        durable = ["--appendonly", "yes", "--appendfsync", "always"]
+        self._process = start_redis_server(self._binary, self.port, self._directory, durable)
+        wait_for_ping(self.port, timeout)
 
     @property
     def running(self) -> bool:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import threading
 import time
+import types
 import typing
 from collections.abc import Iterator
 
@@ -27,8 +30,10 @@ from pictify_tasks import (
     RateLimitError,
     ServerError,
     UnexpectedResponseError,
+    transport,
 )
 from pictify_tasks.ids import idempotency_key_for
+from pictify_tasks.models import RateLimitInfo
 from pictify_tasks.redaction import Redactor
 from pictify_tasks.testing import PictifyEmulator
 
@@ -205,6 +210,40 @@ def test_rate_limit_error_carries_retry_after_and_headers_are_read(
             client.get_batch(batch_id)
     assert caught.value.retryable and caught.value.retry_after is not None
     assert caught.value.retry_after >= 1
+
+
+def test_every_answer_is_shown_to_the_on_response_observer(emulator: PictifyEmulator) -> None:
+    heard: list[tuple[int, RateLimitInfo]] = []
+    emulator.set_rate_limit(2, 30)
+    batch_id = emulator.create_batch()
+    with PictifyClient(
+        emulator.api_key,
+        base_url=emulator.base_url,
+        on_response=lambda status, info: heard.append((status, info)),
+    ) as client:
+        client.get_batch(batch_id)
+        with pytest.raises(BatchNotFoundError):
+            client.get_batch("nope")
+        with pytest.raises(RateLimitError):
+            client.cancel_batch(batch_id)
+    assert [status for status, _ in heard] == [200, 404, 429]
+    assert [info.remaining for _, info in heard] == [1, 0, 0]
+    assert {info.limit for _, info in heard} == {2}
+    reset = heard[0][1].reset
+    assert reset is not None and time.time() < reset <= time.time() + 30
+    assert heard[2][1].retry_after is not None and heard[2][1].retry_after >= 1
+
+
+def test_an_observer_that_raises_does_not_change_the_answer(
+    emulator: PictifyEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(status: int, info: RateLimitInfo) -> None:
+        raise RuntimeError("observer bug")
+
+    batch_id = emulator.create_batch()
+    with PictifyClient(emulator.api_key, base_url=emulator.base_url, on_response=broken) as client:
+        assert client.cancel_batch(batch_id).outcome == "cancelled"
+    assert "on_response observer failed" in caplog.text
 
 
 def test_timeouts_and_dropped_connections_are_connection_errors(
@@ -398,6 +437,58 @@ def test_the_whole_call_is_bounded_not_each_read(emulator: PictifyEmulator) -> N
         assert caught.value.retryable and "outcome unknown" in str(caught.value)
         # A normal call afterwards still works, on the same client.
         assert client.cancel_batch(batch_id).outcome in ("cancelled", "already_finished")
+
+
+class _Socket:
+    """Stands for a connection's socket: records that the watchdog shut it."""
+
+    def __init__(self) -> None:
+        self.shut = threading.Event()
+
+    def shutdown(self, how: int) -> None:
+        self.shut.set()
+
+
+def _watchdog_fires_in_this_process(result: typing.Any) -> None:
+    watch = transport._Watch(0.05)
+    sock = _Socket()
+    watch.attach(types.SimpleNamespace(sock=sock))
+    watch.start()
+    result.put(sock.shut.wait(10))
+
+
+def test_the_watchdog_bounds_calls_in_a_forked_child_too(emulator: PictifyEmulator) -> None:
+    """A prefork worker's children inherit the parent's watchdog state, not its thread."""
+    with PictifyClient(emulator.api_key, base_url=emulator.base_url) as client:
+        client.get_batch(emulator.create_batch())  # the parent's watchdog thread runs
+    context = multiprocessing.get_context("fork")
+    result = context.Queue()
+    child = context.Process(target=_watchdog_fires_in_this_process, args=(result,))
+    child.start()
+    fired = result.get(timeout=30)
+    child.join(10)
+    assert fired is True
+
+
+def test_the_watchdog_keeps_only_the_calls_in_flight(
+    client: PictifyClient, emulator: PictifyEmulator
+) -> None:
+    for _ in range(50):
+        client.get_batch(emulator.create_batch())
+    assert len(transport._WATCHDOG._heap) <= 2
+
+
+def test_the_environment_is_read_once_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = transport.new_session("https://api.pictify.io")
+    assert session.trust_env is False  # no per-call scan of the environment, no ~/.netrc
+    assert session.proxies.get("https") == "http://proxy.internal:3128"
+    assert session.verify == "/etc/ssl/corporate.pem"
+    monkeypatch.setenv("NO_PROXY", "api.pictify.io")
+    assert "https" not in transport.new_session("https://api.pictify.io").proxies
 
 
 def test_normal_calls_keep_one_connection_alive(

@@ -7,6 +7,7 @@ misbehave exactly as asked, so each behaviour here is pinned by a test.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import queue
 import re
@@ -22,6 +23,7 @@ import pytest
 import requests
 
 from pictify_tasks.testing import Fault, PictifyEmulator, RecordedRequest
+from pictify_tasks.testing.emulator.ratelimit import RateLimiter as EmulatorRateLimiter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -452,6 +454,17 @@ def test_rate_limit_headers_and_429() -> None:
         assert (other.status_code, other.headers["X-RateLimit-Remaining"]) == (404, "1")
         emulator.reset()
         assert call(emulator, "GET", "/x").status_code == 404
+
+
+def test_a_window_of_whole_seconds_ends_exactly_at_its_reset() -> None:
+    limiter = EmulatorRateLimiter(limit=3, window=1.0)
+    for _ in range(20):
+        before = time.time()
+        decision = limiter.hit("pk")
+        after = time.time()
+        # the window began at the whole second of its first request: Reset is its end
+        assert math.floor(before) + 1 <= decision.reset <= math.floor(after) + 1
+        limiter.clear()
 
 
 def test_rate_limit_window_resets() -> None:

@@ -5,6 +5,7 @@ from celery import Celery
 
 import pictify_tasks
 from pictify_tasks import ImproperlyConfigured, PictifySettings
+from pictify_tasks.ratelimit import Rate
 from pictify_tasks.testing import PictifyEmulator
 
 
@@ -214,3 +215,45 @@ def test_a_key_with_a_newline_in_the_celery_config_works_stripped() -> None:
         finally:
             pictify_tasks.uninstall(app)
             app.close()
+
+
+# -- the rate limit and the cluster ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "count", "per"),
+    [
+        ("300/m", 300, 60.0),
+        (" 5 / s ", 5, 1.0),
+        ("1000/h", 1000, 3600.0),
+        ("7", 7, 1.0),
+        (20, 20, 1.0),
+    ],
+)
+def test_the_rate_limit_is_written_as_celery_writes_rate_limit(
+    written: object, count: int, per: float
+) -> None:
+    settings = PictifySettings.from_app(_app(pictify_rate_limit=written), environ={})
+    assert settings.rate_limit == Rate(count, per)
+
+
+def test_the_rate_limit_defaults_to_none_and_is_read_from_the_environment() -> None:
+    assert PictifySettings.from_app(_app(), environ={}).rate_limit is None
+    settings = PictifySettings.from_app(_app(), environ={"PICTIFY_RATE_LIMIT": "60/m"})
+    assert settings.rate_limit == Rate(60, 60.0)
+    assert str(settings.rate_limit) == "60/m"
+
+
+@pytest.mark.parametrize("written", ["0/m", "fast", "5/d", "1.5/s", "-3/s", True, 2.5])
+def test_a_bad_rate_limit_is_refused_when_the_settings_are_read(written: object) -> None:
+    with pytest.raises(ImproperlyConfigured, match="pictify_rate_limit"):
+        PictifySettings.from_app(_app(pictify_rate_limit=written), environ={})
+
+
+def test_the_cluster_switch_needs_a_node_url_of_database_0() -> None:
+    environ = {"PICTIFY_STATE_CLUSTER": "1", "PICTIFY_STATE_URL": "redis://10.0.0.5:7000"}
+    assert PictifySettings.from_app(_app(), environ=environ).state_cluster is True
+    assert PictifySettings.from_app(_app(), environ={}).state_cluster is False
+    for url, says in [("redis://10.0.0.5:7000/3", "only database 0"), ("memory://", "redis://")]:
+        with pytest.raises(ImproperlyConfigured, match=says):
+            PictifySettings.from_app(_app(), environ={**environ, "PICTIFY_STATE_URL": url})

@@ -1,10 +1,11 @@
-"""The ledger's semantics, the same on every store: in-process, fakeredis and real Redis."""
+"""The ledger's semantics, the same on every store: in process, fakeredis, Redis, a cluster."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -12,6 +13,7 @@ import redis
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store import FailureRecord, OutcomeRecord, RedisStore, StateStore
 from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
+from tests.spare_redis import spare_redis
 
 ASKED = 1_700_000_000.0  # when the cancels in these tests were asked for
 OUTCOME = OutcomeRecord("b1", "cancelled", "cancelled", 1, "Batch cancelled")
@@ -39,6 +41,17 @@ def test_the_owner_renews_its_lease_and_failed_attempts_count(store: StateStore)
     assert store.begin_cancel("b1", "task-a", 30, ASKED).attempt == 2
     store.fail_cancel("task-a", failure(), 3600, 30)
     assert store.begin_cancel("b1", "task-a", 30, ASKED).attempt == 3
+
+
+def test_the_owner_keeps_its_lease_over_a_long_wait_and_nobody_else_can(
+    store: StateStore,
+) -> None:
+    store.begin_cancel("b1", "task-a", 5, ASKED)
+    assert store.keep_lease("b1", "task-a", 60)  # waits a minute for a rate-limit token
+    assert not store.keep_lease("b1", "task-b", 60)
+    assert not store.keep_lease("b-unknown", "task-a", 60)
+    other = store.begin_cancel("b1", "task-b", 30, ASKED)
+    assert not other.acquired and 30 < other.lease_remaining <= 60
 
 
 def test_an_outcome_is_recorded_once_and_returned_to_everyone(store: StateStore) -> None:
@@ -141,6 +154,26 @@ def test_redis_keys_carry_one_hash_tag_per_batch_and_expire(
     assert 0 < client.ttl(keys[0]) <= 3600
     client.delete(*keys)
     client.close()
+
+
+def test_a_server_that_forgot_the_scripts_gets_them_again(tmp_path: Path) -> None:
+    """Outcomes and final failures go by script SHA in one pipeline; NOSCRIPT loads them."""
+    with spare_redis(tmp_path) as server:
+        client = redis.Redis.from_url(server.url)
+        store = RedisStore(client, prefix="fresh")
+        for batch_id, final in (("b1", False), ("b2", True)):
+            client.script_flush()
+            store.begin_cancel(batch_id, "task-a", 30, ASKED)
+            client.script_flush()
+            if final:
+                store.fail_cancel("task-a", failure(final=True, batch_id=batch_id), 3600, 0)
+                assert store.cancel_state(batch_id).failure == failure(
+                    final=True, batch_id=batch_id
+                )
+            else:
+                outcome = dataclasses.replace(OUTCOME, batch_id=batch_id)
+                assert store.finish_cancel("task-a", outcome, 3600, ()) == outcome
+        client.close()
 
 
 # -- wanted cancels and the sweep ---------------------------------------------------------------

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery import Celery
 
 from pictify_tasks.store import RedisStore
@@ -27,7 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 _OTHER_PACKAGE = [p for p in [os.environ.get("PICTIFY_TEST_WORKER_PACKAGE")] if p]
 
 
-def client_app(broker_url: str, result_url: str, queue: str, state_url: str) -> Celery:
+def client_app(
+    broker_url: str, result_url: str, queue: str, state_url: str, *, cluster: bool = False
+) -> Celery:
     """The caller's side of the test app: the same broker, queue and state as the worker's."""
     return testing_worker.caller_app(
         "pictify_tests_client",
@@ -35,6 +36,7 @@ def client_app(broker_url: str, result_url: str, queue: str, state_url: str) -> 
         result_url=result_url,
         queue=queue,
         pictify_state_url=state_url,
+        pictify_state_cluster=cluster,
     )
 
 
@@ -113,11 +115,13 @@ def worker_setup(
     log_dir: Path,
     *,
     state_url: str | None = None,
+    cluster: bool = False,
     **env_overrides: str,
 ) -> Iterator[Setup]:
     """Everything a module of worker tests shares; checks the key never reached the log.
 
-    Results go to ``redis_url``; the package's state too, unless ``state_url``.
+    Results go to ``redis_url``; the package's state too, unless ``state_url``
+    (a node of a Redis Cluster with ``cluster``).
     """
     queue = f"pictify-tests-{uuid.uuid4().hex[:8]}"
     api_key = f"pk_test_{uuid.uuid4().hex}"
@@ -132,6 +136,7 @@ def worker_setup(
         "PICTIFY_RETRY_BACKOFF_BASE": "0.05",
         "PICTIFY_RETRY_BACKOFF_MAX": "0.3",
         "PICTIFY_CANCEL_MAX_ATTEMPTS": "4",
+        "PICTIFY_STATE_CLUSTER": "1" if cluster else "0",
         **env_overrides,
     }
     with PictifyEmulator(api_key=api_key, items_per_second=0) as emulator:
@@ -139,9 +144,9 @@ def worker_setup(
         with run_worker(
             broker_url=broker_url, result_url=redis_url, queue=queue, env=env, log_dir=log_dir
         ) as worker:
-            app = client_app(broker_url, redis_url, queue, state_url)
+            app = client_app(broker_url, redis_url, queue, state_url, cluster=cluster)
             app.conf.pictify_state_prefix = prefix
-            store = RedisStore(redis.Redis.from_url(state_url), prefix=prefix)
+            store = RedisStore.from_url(state_url, prefix=prefix, cluster=cluster)
             try:
                 yield Setup(
                     broker, app, emulator, worker, store, queue, broker_url, redis_url, env, log_dir

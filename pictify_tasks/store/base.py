@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pictify_tasks.errors import PictifyError
+from pictify_tasks.limiter import LimiterConfig, StoreLimiter
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store.ends import BatchEnds
 from pictify_tasks.store.records import (
@@ -172,6 +173,14 @@ class StateStore(BatchEnds, abc.ABC):
         """
 
     @abc.abstractmethod
+    def keep_lease(self, batch_id: str, owner: str, seconds: float) -> bool:
+        """Keep ``owner``'s lease on the batch ``seconds`` more; ``False`` if it is not theirs.
+
+        For a cancel that holds the lease but waits (for a rate-limit token)
+        longer than the lease lasts: no duplicate takes it over meanwhile.
+        """
+
+    @abc.abstractmethod
     def cancel_state(self, batch_id: str) -> CancelState:
         """The recorded outcome and last failure of a batch's cancel."""
 
@@ -238,6 +247,12 @@ class StateStore(BatchEnds, abc.ABC):
     @abc.abstractmethod
     def start_request(self, start_id: str) -> StartRequest | None:
         """The recorded start, with its batch id once known."""
+
+    # -- the rate limiter ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def rate_limiter(self, bucket: str, config: LimiterConfig) -> StoreLimiter:
+        """The limiter of ``bucket`` (a hash of an API key), shared by all who use this store."""
 
     def close(self) -> None:
         """Release connections."""

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from pictify_tasks.limiter import LimiterConfig, LimiterState, MemoryLimiter, StoreLimiter
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store.base import (
     START_PREFIX,
@@ -105,6 +106,7 @@ class MemoryStore(StateStore):
         # batch id -> {waiter id: message}; (batch id, waiter id) -> "done" once claimed
         self._waiters = _ExpiringDict(clock)
         self._webhook = _ExpiringDict(clock)  # batch id -> started with a webhook URL
+        self._limiters: dict[str, tuple[LimiterState, threading.Lock]] = {}
 
     # -- the ledger ----------------------------------------------------------------------
 
@@ -172,6 +174,13 @@ class MemoryStore(StateStore):
                 self._attempts.delete(batch_id)
                 self._wanted.delete(batch_id)
                 self._sent.pop(batch_id, None)
+
+    def keep_lease(self, batch_id: str, owner: str, seconds: float) -> bool:
+        with self._lock:
+            if self._leases.get(batch_id) != owner:
+                return False
+            self._leases.expire(batch_id, seconds)
+            return True
 
     def cancel_state(self, batch_id: str) -> CancelState:
         with self._lock:
@@ -306,6 +315,13 @@ class MemoryStore(StateStore):
             waiters = self._waiters.get(batch_id) or {}
             self._waiters.delete(batch_id)
             return list(waiters.values())
+
+    # -- the rate limiter ----------------------------------------------------------------
+
+    def rate_limiter(self, bucket: str, config: LimiterConfig) -> StoreLimiter:
+        with self._lock:
+            state, lock = self._limiters.setdefault(bucket, (LimiterState(), threading.Lock()))
+        return MemoryLimiter(state, lock, config)
 
     # -- plumbing (the lock is held) -----------------------------------------------------
 

@@ -16,6 +16,7 @@ import redis
 
 from pictify_tasks.store.base import StateStoreError
 from pictify_tasks.store.ends import BatchEnd, BatchEnds, WaitTurn
+from pictify_tasks.store.redis_keys import RedisKeys
 
 __all__ = ["RedisBatchEnds"]
 
@@ -52,15 +53,8 @@ return {'', 0, redis.call('GET', KEYS[4]) or ''}
 """
 
 
-class RedisBatchEnds(BatchEnds):
-    """Mixed into :class:`~pictify_tasks.store.RedisStore`, which gives it its keys."""
-
-    @property
-    def redis(self) -> redis.Redis:
-        raise NotImplementedError
-
-    def batch_key(self, batch_id: str, part: str) -> str:
-        raise NotImplementedError
+class RedisBatchEnds(RedisKeys, BatchEnds):
+    """Mixed into :class:`~pictify_tasks.store.RedisStore`; the keys are its."""
 
     def hear_batch_end(
         self, end: BatchEnd, delivery_id: str, *, ttl: int, outcome_ttl: int

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, Callable, TypeVar, Union, cast
 
 import redis
+from redis.cluster import RedisCluster
 
 from pictify_tasks.store.base import StateStoreError
 
-__all__ = ["RedisKeys", "load", "pair", "progress", "text", "transient"]
+__all__ = ["RedisClient", "RedisKeys", "load", "pair", "progress", "text", "transient"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: A Redis server, or a Redis Cluster through any of its nodes.
+RedisClient = Union[redis.Redis, RedisCluster]
 
 
 def transient(method: F) -> F:
@@ -37,12 +40,12 @@ def transient(method: F) -> F:
 class RedisKeys:
     """A Redis client and the names of the package's keys in it."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "pictify") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "pictify") -> None:
         self._redis = client
         self._prefix = prefix
 
     @property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> RedisClient:
         return self._redis
 
     def batch_key(self, batch_id: str, part: str) -> str:

@@ -6,7 +6,7 @@ each script runs on one node.
 
 from __future__ import annotations
 
-__all__ = ["BEGIN", "FAIL", "FINISH"]
+__all__ = ["BEGIN", "FAIL", "FINISH", "KEEP_LEASE"]
 
 # KEYS: outcome, lease, attempts, links, failed at, failure, progress.
 # ARGV: owner, lease ms, attempts ttl s (unused), asked at (wall seconds).
@@ -58,4 +58,10 @@ if ARGV[5] == '1' then
   redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[3])
 end
 return 1
+"""
+
+# KEYS: lease. ARGV: owner, ms.
+KEEP_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """

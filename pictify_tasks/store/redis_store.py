@@ -2,7 +2,10 @@
 
 The keys and what the parts share are in :mod:`pictify_tasks.store.redis_keys`;
 the upkeep (wanted cancels, the sweep, deadlines) in
-:mod:`pictify_tasks.store.redis_upkeep`.
+:mod:`pictify_tasks.store.redis_upkeep`. It works on Redis Cluster too
+(``redis.cluster.RedisCluster``): there a pipeline is split by node and sent
+to each in parallel, and a script cannot be queued in one: it goes first, on
+its own, then the pipeline (two round trips where one Redis needs one).
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 
 import redis
+from redis.cluster import RedisCluster
 
+from pictify_tasks.limiter import LimiterConfig, StoreLimiter
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store import redis_scripts
 from pictify_tasks.store.base import (
@@ -32,7 +37,8 @@ from pictify_tasks.store.records import (
     StartRequest,
 )
 from pictify_tasks.store.redis_ends import RedisBatchEnds
-from pictify_tasks.store.redis_keys import load, pair, progress, text, transient
+from pictify_tasks.store.redis_keys import RedisClient, load, pair, progress, text, transient
+from pictify_tasks.store.redis_limiter import RedisLimiter
 from pictify_tasks.store.redis_upkeep import RedisUpkeep
 
 __all__ = ["RedisStore"]
@@ -41,18 +47,21 @@ __all__ = ["RedisStore"]
 class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
     """The state in Redis; safe across worker processes and machines."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "pictify") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "pictify") -> None:
         super().__init__(client, prefix=prefix)
+        self._cluster = isinstance(client, RedisCluster)
         self._begin = client.register_script(redis_scripts.BEGIN)
         self._finish = client.register_script(redis_scripts.FINISH)
         self._fail = client.register_script(redis_scripts.FAIL)
+        self._keep_lease = client.register_script(redis_scripts.KEEP_LEASE)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "pictify") -> RedisStore:
-        client = redis.Redis.from_url(
-            url, socket_timeout=5.0, socket_connect_timeout=5.0, health_check_interval=30
-        )
-        return cls(client, prefix=prefix)
+    def from_url(cls, url: str, *, prefix: str = "pictify", cluster: bool = False) -> RedisStore:
+        """The store on the Redis at ``url``; ``cluster``: a node of a Redis Cluster."""
+        options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+        if cluster:
+            return cls(RedisCluster.from_url(url, **options), prefix=prefix)
+        return cls(redis.Redis.from_url(url, health_check_interval=30, **options), prefix=prefix)
 
     # -- the ledger ----------------------------------------------------------------------
 
@@ -92,19 +101,22 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
     ) -> OutcomeRecord:
         batch_id = outcome.batch_id
         parts = ("outcome", "lease", "attempts", "failure", "wanted", "failed_at")
-        pipe = self._redis.pipeline(transaction=False)
-        self._finish(
-            keys=[self.batch_key(batch_id, part) for part in parts],
-            args=[owner, json.dumps(outcome.to_json()), int(ttl)],
-            client=pipe,
+
+        def then(pipe: Any) -> None:
+            self._mark_finished(pipe, batch_id, links, ttl)
+            pipe.zrem(self._wanted_index(), batch_id)
+            if workflow_id and outcome.items_not_rendered:
+                saved = self.link_key(workflow_id, "not_rendered")
+                pipe.incrby(saved, outcome.items_not_rendered)
+                pipe.expire(saved, int(ttl))
+
+        recorded = self._script_then(
+            self._finish,
+            [self.batch_key(batch_id, part) for part in parts],
+            [owner, json.dumps(outcome.to_json()), int(ttl)],
+            then,
         )
-        self._mark_finished(pipe, batch_id, links, ttl)
-        pipe.zrem(self._wanted_index(), batch_id)
-        if workflow_id and outcome.items_not_rendered:
-            saved = self.link_key(workflow_id, "not_rendered")
-            pipe.incrby(saved, outcome.items_not_rendered)
-            pipe.expire(saved, int(ttl))
-        return OutcomeRecord.from_json(load(pipe.execute()[0]))
+        return OutcomeRecord.from_json(load(recorded))
 
     @transient
     def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
@@ -123,10 +135,14 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
         if not failure.final:
             self._fail(keys=keys, args=args)
             return
-        pipe = self._redis.pipeline(transaction=False)
-        self._fail(keys=keys, args=args, client=pipe)
-        pipe.zrem(self._wanted_index(), failure.batch_id)
-        pipe.execute()
+        self._script_then(
+            self._fail, keys, args, lambda pipe: pipe.zrem(self._wanted_index(), failure.batch_id)
+        )
+
+    @transient
+    def keep_lease(self, batch_id: str, owner: str, seconds: float) -> bool:
+        ms = max(1, int(seconds * 1000))
+        return bool(self._keep_lease(keys=[self.batch_key(batch_id, "lease")], args=[owner, ms]))
 
     @transient
     def cancel_state(self, batch_id: str) -> CancelState:
@@ -198,10 +214,45 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
             return recorded
         return dataclasses.replace(recorded, batch_id=text(batch_id))
 
+    def rate_limiter(self, bucket: str, config: LimiterConfig) -> StoreLimiter:
+        key = f"{self._prefix}:{{rl:{bucket}}}:limiter"
+        return RedisLimiter(self._redis, key, config)
+
     def close(self) -> None:
         self._redis.close()
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def _script_then(
+        self, script: Any, keys: list[str], args: list[Any], then: Callable[[Any], object]
+    ) -> Any:
+        """Run ``script``, then what ``then`` queues on a pipeline; return the script's reply.
+
+        One round trip on one Redis: the script goes by its SHA (``redis-py``
+        would ask ``SCRIPT EXISTS`` first, a round trip more), and is loaded
+        only when the server says it does not know it; what ``then`` queues
+        is idempotent, so that pipeline is simply sent again. A cluster
+        refuses scripts in pipelines: there the script runs first on its
+        own, then the pipeline.
+        """
+        if self._cluster:
+            reply = script(keys=keys, args=args)
+            pipe = self._redis.pipeline(transaction=False)
+            then(pipe)
+            pipe.execute()
+            return reply
+
+        def send() -> Any:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            then(pipe)
+            return pipe.execute()[0]
+
+        try:
+            return send()
+        except redis.exceptions.NoScriptError:
+            self._redis.script_load(script.script)
+            return send()
 
     def _link(
         self,

@@ -36,7 +36,14 @@ class _Window:
 
 
 class RateLimiter:
-    """Fixed windows per API key, the simplest scheme that yields the real headers."""
+    """Fixed windows per API key, the simplest scheme that yields the real headers.
+
+    A window starts with its key's first request after the last one ended.
+    When the window is a whole number of seconds it starts at the whole
+    second that request arrived in, so that ``X-RateLimit-Reset`` (whole
+    Unix seconds) is its exact end, not an end rounded up by up to a second:
+    a client that follows the headers can use the whole budget.
+    """
 
     def __init__(self, limit: int | None, window: float) -> None:
         self._lock = threading.Lock()
@@ -68,7 +75,9 @@ class RateLimiter:
             now, wall = time.monotonic(), time.time()
             window = self._windows.get(key)
             if window is None or now >= window.ends_monotonic:
-                window = _Window(now + self._window, wall + self._window)
+                started = math.floor(wall) if self._window.is_integer() else wall
+                ends_wall = started + self._window
+                window = _Window(now + (ends_wall - wall), ends_wall)
                 self._windows[key] = window
             limit = UNLIMITED if self._limit is None else self._limit
             allowed = window.count < limit
