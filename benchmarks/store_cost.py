@@ -45,7 +45,7 @@ from pictify_tasks.ratelimit import Priority
 from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.revoke.links import BatchLinks, links_from_request
 from pictify_tasks.store import RedisStore
-from pictify_tasks.store.records import StartRequest, WantedCancel
+from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
 from pictify_tasks.testing import PictifyEmulator
 from pictify_tasks.testing.redis_server import (
     free_port,
@@ -154,7 +154,8 @@ def store_costs(port: int, emulator: PictifyEmulator, n: int, links_n: int) -> d
     def start_lifecycle(i: int) -> None:
         start = StartRequest(f"start-{i}", "tpl_bench", {"variableSets": [{"n": 1}]}, f"k{i}")
         started.begin_start(start, links[i], TTL)
-        started.finish_start(start.start_id, batch_ids[i], links[i], TTL)
+        made = StartMade(start.start_id, batch_ids[i], total_items=1)
+        started.finish_start(made, links[i], TTL)
         started.finish_batch(batch_ids[i], TTL)
 
     results["started_and_waited_batch"] = probe.per_operation(start_lifecycle, n)

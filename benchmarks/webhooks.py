@@ -108,6 +108,7 @@ def run(options: Options, args: argparse.Namespace) -> dict[str, Any]:
             progress(f"{options.broker}: {batches} batches told by webhook")
             webhooks = run_mode(bench.app, bench.emulator, batches, poll, hook)
     return {
+        "benchmark": "webhooks",
         "broker": options.broker,
         "batch_seconds": [min(SIZES) / 2, max(SIZES) / 2],
         "poll_interval_s": poll,

@@ -8,19 +8,28 @@ frozen :class:`PictifySettings`, so the rest of the package never parses.
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from pictify_tasks.errors import ImproperlyConfigured
-from pictify_tasks.ratelimit import Rate, parse_rate
+from pictify_tasks.ratelimit import Rate
 from pictify_tasks.redaction import mask_secret
 from pictify_tasks.revoke.links import Scope
+from pictify_tasks.setting_values import (
+    Reader,
+    boolean,
+    clean_api_key,
+    finite,
+    number,
+    rate,
+    scope,
+    webhook_secrets,
+    whole_number,
+)
 from pictify_tasks.triggers import DEFAULT_CANCEL_ON, Trigger, parse_cancel_on
 
 __all__ = [
@@ -39,44 +48,6 @@ MEMORY_STATE_URL = "memory://"
 SEVEN_DAYS = 7 * 24 * 3600
 
 T = TypeVar("T")
-
-
-def clean_api_key(key: str, *, name: str, what: str = "an API key") -> str:
-    """The key without surrounding whitespace; refused if anything odd is left inside.
-
-    A key read from a mounted secret file often ends in a newline, and
-    ``requests`` refuses such a header with an error that quotes the whole
-    value. Only printable ASCII without spaces is accepted: the message names
-    the position and kind of the first odd character, never the key.
-    """
-    if not isinstance(key, str):
-        raise ImproperlyConfigured(f"{name} must be a string")
-    stripped = key.strip()
-    for position, char in enumerate(stripped):
-        kind = _odd_character(char)
-        if kind is not None:
-            raise ImproperlyConfigured(
-                f"{name} contains {kind} at position {position} (counting from 0) of its "
-                f"{len(stripped)} characters; {what} is printable ASCII without spaces "
-                "(the value itself is not shown)"
-            )
-    return stripped
-
-
-_CONTROL_NAMES = {"\n": "line feed", "\r": "carriage return", "\t": "tab", "\x00": "NUL"}
-
-
-def _odd_character(char: str) -> str | None:
-    """What is wrong with one character of a key, or ``None`` when it is fine."""
-    code = ord(char)
-    if 0x21 <= code <= 0x7E:
-        return None
-    if unicodedata.category(char) == "Cc":
-        named = f" {_CONTROL_NAMES[char]}" if char in _CONTROL_NAMES else ""
-        return f"a control character (U+{code:04X}{named})"
-    if code > 0x7E:
-        return f"a non-ASCII character (U+{code:04X})"
-    return "whitespace (U+0020, a space)"
 
 
 @dataclass(frozen=True)
@@ -127,7 +98,7 @@ class PictifySettings:
             _check_url(self.state_url, "pictify_state_url", schemes=tuple(REDIS_SCHEMES))
         for name in _POSITIVE:
             _check_positive(getattr(self, name), f"pictify_{name}")
-        if not (_finite(self.sweep_interval) and self.sweep_interval >= 0):
+        if not (finite(self.sweep_interval) and self.sweep_interval >= 0):
             raise ImproperlyConfigured(
                 "pictify_sweep_interval must be 0 (to switch it off) or greater, a finite "
                 f"number of seconds, got {self.sweep_interval!r}"
@@ -157,7 +128,7 @@ class PictifySettings:
             )
         if self.webhook_url is not None:
             _check_url(self.webhook_url, "pictify_webhook_url", schemes=("http", "https"))
-        object.__setattr__(self, "webhook_secret", _webhook_secrets(self.webhook_secret))
+        object.__setattr__(self, "webhook_secret", webhook_secrets(self.webhook_secret))
 
     @property
     def lease_seconds(self) -> float:
@@ -198,7 +169,7 @@ class PictifySettings:
     @classmethod
     def from_app(cls, app: Any, environ: Mapping[str, str] | None = None) -> PictifySettings:
         """Read every setting from ``app.conf``, then ``environ`` (default ``os.environ``)."""
-        reader = _Reader(app.conf, os.environ if environ is None else environ)
+        reader = Reader(app.conf, os.environ if environ is None else environ)
         defaults = cls()
         state_url = reader.get("pictify_state_url", str, None)
         if state_url is None:
@@ -228,142 +199,26 @@ def redis_broker_url(app: Any) -> str | None:
     return first if urlsplit(first).scheme in REDIS_SCHEMES else None
 
 
-class _Reader:
-    """Looks a setting up in the app config, then the environment, and converts it."""
-
-    def __init__(self, conf: Any, environ: Mapping[str, str]) -> None:
-        self._conf = conf
-        self._environ = environ
-
-    def get(self, name: str, convert: Callable[[Any], T], default: T) -> T:
-        value = self._conf.get(name)
-        source = f"app.conf.{name}"
-        if value is None:
-            env_name = name.upper()
-            value = self._environ.get(env_name)
-            source = f"environment variable {env_name}"
-            if value is None or value == "":
-                return default
-        if convert is str:
-            if not isinstance(value, str):
-                raise ImproperlyConfigured(f"{source} must be a string")
-            return value  # type: ignore[return-value]
-        if isinstance(value, bool) and convert is not _boolean:
-            raise ImproperlyConfigured(f"{source} must be a number, not a bool")
-        shown = "<hidden>" if "key" in name or "secret" in name else repr(value)
-        try:
-            return convert(value)
-        except _NotFinite:
-            raise ImproperlyConfigured(f"{source} must be a finite number, got {shown}") from None
-        except (TypeError, ValueError, OverflowError):
-            raise ImproperlyConfigured(
-                f"{source} must be {_KINDS.get(convert, 'a value')}, got {shown}"
-            ) from None
-
-
-class _NotFinite(ValueError):
-    """A number that is infinite or NaN: it would pass every comparison and break later."""
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _number(value: Any) -> float:
-    """A finite number from the config or an environment string (``inf``, ``nan`` refused)."""
-    number = float(value.strip() if isinstance(value, str) else value)
-    if not math.isfinite(number):
-        raise _NotFinite(value)
-    return number
-
-
-def _whole_number(value: Any) -> int:
-    """A whole number; ``2.0`` is one, ``2.5`` is not."""
-    number = _number(value)
-    if isinstance(value, int):
-        return value
-    if not number.is_integer():
-        raise ValueError(value)
-    return int(number)
-
-
-def _boolean(value: Any) -> bool:
-    """A bool from the config, or from an environment string such as ``0`` or ``off``."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(value)
-    if isinstance(value, int):
-        return bool(value)
-    raise TypeError(value)
-
-
-def _rate(value: Any) -> Rate:
-    """A rate such as ``"300/m"`` (see :func:`pictify_tasks.ratelimit.parse_rate`)."""
-    return value if isinstance(value, Rate) else parse_rate(value)
-
-
-def _scope(value: Any) -> Scope:
-    """A revoke scope from its name (``workflow`` or ``task``)."""
-    if isinstance(value, Scope):
-        return value
-    if isinstance(value, str):
-        return Scope(value.strip().lower())
-    raise TypeError(value)
-
-
-def _webhook_secrets(value: Any) -> tuple[str, ...]:
-    """Webhook signing secrets from a list, or one string of comma-separated secrets.
-
-    Several are accepted while a secret is rotated. Each must be at least 16
-    printable ASCII characters without spaces (a short HMAC key can be
-    guessed from one captured delivery); a message never shows one.
-    """
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
-        raise ImproperlyConfigured("pictify_webhook_secret must be a string or a list of strings")
-    secrets = tuple(clean_api_key(i, name="pictify_webhook_secret", what="a secret") for i in items)
-    for number, secret in enumerate(secrets, start=1):
-        if len(secret) < 16:
-            raise ImproperlyConfigured(
-                f"pictify_webhook_secret number {number} has {len(secret)} characters; "
-                "a signing secret needs at least 16 (the secret itself is not shown)"
-            )
-    return secrets
-
-
-_KINDS: dict[Any, str] = {
-    _number: "a number",
-    _whole_number: "a whole number",
-    _boolean: "a boolean",
-    _scope: "one of " + ", ".join(repr(s.value) for s in Scope),
-    parse_cancel_on: "a list of " + ", ".join(t.value for t in Trigger),
-    _rate: 'a rate of at least 1 request: "N/s", "N/m" or "N/h" (e.g. "300/m")',
-}
-
 #: Every setting read the same way: ``pictify_<name>`` in the config, then the environment.
 _PREFIX = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "timeout": _number,
-    "cancel_max_attempts": _whole_number,
-    "cancel_deadline": _number,
-    "retry_backoff_base": _number,
-    "retry_backoff_max": _number,
-    "retry_after_max": _number,
-    "sweep_interval": _number,
-    "link_ttl": _whole_number,
-    "outcome_ttl": _whole_number,
-    "revoke_scope": _scope,
-    "revoke_listener": _boolean,
+    "timeout": number,
+    "cancel_max_attempts": whole_number,
+    "cancel_deadline": number,
+    "retry_backoff_base": number,
+    "retry_backoff_max": number,
+    "retry_after_max": number,
+    "sweep_interval": number,
+    "link_ttl": whole_number,
+    "outcome_ttl": whole_number,
+    "revoke_scope": scope,
+    "revoke_listener": boolean,
     "cancel_on": parse_cancel_on,
-    "webhook_secret": _webhook_secrets,
-    "webhook_poll_interval": _number,
-    "rate_limit": _rate,
-    "state_cluster": _boolean,
+    "webhook_secret": webhook_secrets,
+    "webhook_poll_interval": number,
+    "rate_limit": rate,
+    "state_cluster": boolean,
 }
 #: The numbers that must be finite and greater than 0.
 _POSITIVE = (
@@ -379,7 +234,7 @@ _POSITIVE = (
 
 
 def _check_positive(value: float, name: str) -> None:
-    if not _finite(value):
+    if not finite(value):
         raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
     if not value > 0:
         raise ImproperlyConfigured(f"{name} must be greater than 0, got {value!r}")

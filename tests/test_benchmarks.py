@@ -34,6 +34,7 @@ EXPECTED = {
     "throughput": {"tasks_per_s", "ratio_pictify_to_naive", "ratio_pictify_to_noop"},
     "revoke_latency": {"broadcast_ms", "helper_ms", "ping_ms", "startup_s"},
     "store_cost": {"per_operation", "memory_10k_tracked_batches", "worker"},
+    "webhooks": {"polling", "webhooks", "poll_interval_s", "safety_poll_s"},
 }
 
 
