@@ -219,10 +219,17 @@ def links(link_id: str, scope: str | None, as_json: bool) -> None:
     with cli_errors():
         chosen = Scope(scope) if scope else runtime.settings.revoke_scope
         entries = runtime.store.linked(link_id, chosen)
+        saved = runtime.store.items_not_rendered(link_id)
     batches = {e: s for e, s in entries.items() if not e.startswith(START_PREFIX)}
     starts = sorted(e[len(START_PREFIX) :] for e in entries if e.startswith(START_PREFIX))
     if as_json:
-        view = {"id": link_id, "scope": str(chosen), "batches": batches, "starts": starts}
+        view = {
+            "id": link_id,
+            "scope": str(chosen),
+            "batches": batches,
+            "starts": starts,
+            "items_not_rendered": saved,
+        }
         click.echo(json.dumps(view, indent=2, sort_keys=True))
         return
     if not entries:
@@ -233,6 +240,8 @@ def links(link_id: str, scope: str | None, as_json: bool) -> None:
         click.echo(f"  {batch_id}  {batches[batch_id]}")
     for start_id in starts:
         click.echo(f"  start {start_id}  started, batch id not known yet")
+    # What the cancels of this workflow's batches stopped from rendering.
+    click.echo(f"renders saved: {saved} item(s) not rendered")
 
 
 @pictify.command("cancel-workflow")

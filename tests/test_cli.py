@@ -19,8 +19,10 @@ from click.testing import CliRunner, Result
 
 import pictify_tasks
 from pictify_tasks import configure
+from pictify_tasks._runtime import runtime_for
 from pictify_tasks.cli import ExitCode, pictify
 from pictify_tasks.testing import PictifyEmulator, assert_cancelled_once, use_emulator
+from tests.workflows import eventually
 
 CLOSED = "127.0.0.1:1"  # nothing listens on port 1: refused at once
 
@@ -174,11 +176,26 @@ def test_links_shows_tracked_batches_and_their_state(
         "scope": "workflow",
         "batches": {running: "running", done: "finished"},
         "starts": [],
+        "items_not_rendered": 0,  # a cancel asked by hand is not the workflow's
     }
     expect(run(app, "links", "wf-other", "--scope", "task"), ExitCode.OK, "nothing is linked")
     expect(run(app, "links", "a/b"), ExitCode.BAD_ID)
     configure(app, state_url=f"redis://{CLOSED}/0")
     expect(run(app, "links", "wf-links"), ExitCode.STORE, "state store is unreachable")
+
+
+def test_links_shows_the_renders_a_workflows_cancels_saved(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    batch_id = emulator.create_batch(total_items=10)
+    pictify_tasks.track_batch(batch_id, workflow_id="wf-saved", app=app)
+    runtime_for(app).store.note_progress(batch_id, 3, 10, 600)  # as the last poll saw it
+    expect(run(app, "cancel-workflow", "wf-saved", "--wait", "--timeout", "30"), ExitCode.OK)
+    # the cancel runs after cancel-workflow enqueued it: look until it is counted
+    assert eventually(
+        lambda: json_of(run(app, "links", "wf-saved", "--json"))["items_not_rendered"] == 7
+    )
+    expect(run(app, "links", "wf-saved"), ExitCode.OK, "renders saved: 7 item(s) not rendered")
 
 
 def test_cancel_workflow_cancels_the_running_batches(
