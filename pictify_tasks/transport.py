@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import os
 import socket
 import threading
@@ -216,8 +217,10 @@ class _Watchdog:
     A thread per call (a ``threading.Timer``) costs ~0.1 ms of CPU to start,
     as much as a Redis round trip; here a call only pushes its deadline on a
     heap. Calls that ended are dropped from the top as new ones come, so the
-    heap holds about as many entries as calls in flight. Rebuilt in a forked
-    child (the parent's thread does not exist there).
+    heap holds about as many entries as calls in flight. The thread is woken
+    only for a deadline sooner than the one it sleeps until: calls with the
+    same budget come in deadline order, so a call costs no thread switch.
+    Rebuilt in a forked child (the parent's thread does not exist there).
     """
 
     def __init__(self) -> None:
@@ -230,19 +233,20 @@ class _Watchdog:
         self._heap: list[tuple[float, int, _Watch]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
+        #: When the thread's sleep ends (``math.inf``: no deadline); ``None`` while it is awake.
+        self._asleep_until: float | None = None
 
     def watch(self, watch: _Watch, at: float) -> None:
         with self._cond:
             while self._heap and self._heap[0][2].done:
                 heapq.heappop(self._heap)
-            sooner = not self._heap or at < self._heap[0][0]
             heapq.heappush(self._heap, (at, next(self._order), watch))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="pictify-transport-watchdog", daemon=True
                 )
                 self._thread.start()
-            elif sooner:
+            elif self._asleep_until is not None and at < self._asleep_until:
                 self._cond.notify()
 
     def _run(self) -> None:
@@ -261,7 +265,9 @@ class _Watchdog:
             wait = self._heap[0][0] - time.monotonic() if self._heap else None
             if wait is not None and wait <= 0:
                 return heapq.heappop(self._heap)[2]
+            self._asleep_until = math.inf if wait is None else self._heap[0][0]
             self._cond.wait(wait)
+            self._asleep_until = None
 
 
 _WATCHDOG = _Watchdog()

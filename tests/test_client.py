@@ -470,6 +470,25 @@ def test_the_watchdog_bounds_calls_in_a_forked_child_too(emulator: PictifyEmulat
     assert fired is True
 
 
+def test_a_call_with_a_sooner_deadline_wakes_the_sleeping_watchdog() -> None:
+    """The watchdog sleeps until the first deadline; a sooner one must still be kept."""
+    late, soon = transport._Watch(60.0), transport._Watch(0.05)
+    late_socket, soon_socket = _Socket(), _Socket()
+    late.attach(types.SimpleNamespace(sock=late_socket))
+    soon.attach(types.SimpleNamespace(sock=soon_socket))
+    late.start()
+    try:
+        wait_until_asleep = time.monotonic() + 10
+        while transport._WATCHDOG._asleep_until is None and time.monotonic() < wait_until_asleep:
+            time.sleep(0.01)
+        soon.start()
+        assert soon_socket.shut.wait(10)
+        assert not late_socket.shut.is_set()
+    finally:
+        late.stop()
+        soon.stop()
+
+
 def test_the_watchdog_keeps_only_the_calls_in_flight(
     client: PictifyClient, emulator: PictifyEmulator
 ) -> None:
