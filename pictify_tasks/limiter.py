@@ -33,6 +33,17 @@ requests for the next window, and a backlog of 1,000 cancels on a 50/s key
 comes back 50 at the start of each second, each asking once more. A booked
 place is only a hint: whoever asks when there is room gets the token.
 
+**Loans when there is room.** Asking the store for every cancel costs a
+round trip per cancel, as much as the ledger's. So a cancel that finds the
+window at most half spent, no 429 and nobody queued takes a block of
+:data:`LOAN_SIZE` tokens at once, counted at once; its process spends the
+rest without asking, for at most :data:`LOAN_MS` and never past the
+window's end (or its last moments, ``guard``). The price, bounded by those
+two constants: a 429 heard by another process holds this one off only when
+its loan ends, and a loan's unspent tokens are lost to that window (they
+were taken while it was at most half spent). A 429 or a nearly spent
+window seen by the process itself ends its loan at once.
+
 The algorithm is written twice, in Python here (:class:`LimiterState`, used
 in process memory) and in Lua (:mod:`pictify_tasks.store.redis_limiter`, one
 script call per request); the same tests run on both.
@@ -54,6 +65,8 @@ from pictify_tasks.ratelimit import Priority, Rate
 
 __all__ = [
     "DEFAULT_API_WINDOW_MS",
+    "LOAN_MS",
+    "LOAN_SIZE",
     "RESERVED_SHARES",
     "LimiterConfig",
     "LimiterState",
@@ -79,6 +92,12 @@ STORE_DOWN_WAIT = 1.0
 DEFAULT_HOLD_MS = 1_000.0
 #: No wait is longer than a day, whatever a header said.
 MAX_WAIT_MS = 86_400_000.0
+#: Tokens a cancel takes at once when the window has ample room (see "Loans").
+LOAN_SIZE = 8
+#: The longest a loan lasts (ms), which bounds how late its process hears a 429.
+LOAN_MS = 100.0
+#: A loan shorter than this (ms, the window is about to turn) is not worth making.
+MIN_LOAN_MS = 10.0
 
 
 def bucket_for(api_key: str) -> str:
@@ -180,8 +199,12 @@ class LimiterState:
             hold = now + min(wait or DEFAULT_HOLD_MS, config.hold_max_ms)
             self.hold = max(self.hold, hold)
 
-    def take(self, priority: int, now: float, config: LimiterConfig) -> float:
-        """Take a token (0.0) or book a place and return the ms until it."""
+    def take(self, priority: int, now: float, config: LimiterConfig, want: int = 1) -> float:
+        """Take a token (0.0) or book a place and return the ms until it.
+
+        With ``want`` > 1, take that many tokens as a loan when the window has
+        ample room: then the answer is negative, minus the loan's ms.
+        """
         if config.limit and now >= self.own_end:
             self.own_end = (math.floor(now / config.window_ms) + 1) * config.window_ms
             self.own_used = 0
@@ -193,6 +216,12 @@ class LimiterState:
         api_room = not self.api_limit or self.api_used < cap(self.api_limit, priority)
         ready = max([self.hold, *self.queue[:priority]])  # a 429, and higher queues
         if own_room and api_room and ready <= now:
+            loan = self._loan(priority, now, config, want, api_window)
+            if loan > 0:
+                if config.limit:
+                    self.own_used += want
+                self.api_used += want
+                return -loan
             if config.limit:
                 self.own_used += 1
             self.api_used += 1
@@ -218,14 +247,32 @@ class LimiterState:
             slot = boundary + math.floor((start - boundary) / window + 1e-9) * window
         return min(max(slot, ready) - now, MAX_WAIT_MS)
 
+    def _loan(
+        self, priority: int, now: float, config: LimiterConfig, want: int, api_window: float
+    ) -> float:
+        """How long a loan of ``want`` tokens may last (ms), or 0: no room to lend."""
+        if want <= 1 or self.queue[priority] > now:
+            return 0.0
+        until = now + LOAN_MS
+        if config.limit:
+            if self.own_used + want > cap(config.limit, priority) // 2:
+                return 0.0
+            until = min(until, self.own_end)
+        if self.api_limit:
+            if self.api_used + want > cap(self.api_limit, priority) // 2:
+                return 0.0
+            until = min(until, self.api_end - min(MAX_GUARD_MS, api_window / 20))
+        return until - now if until - now >= MIN_LOAN_MS else 0.0
+
 
 class StoreLimiter(abc.ABC):
-    """A limiter whose state lives in a store; one store call per :meth:`acquire`.
+    """A limiter whose state lives in a store; one store call per :meth:`acquire`, or per loan.
 
-    An answer's headers are kept and sent with this process's next acquire
+    An answer's headers are kept and sent with this process's next store call
     (the same round trip); a 429 is sent at once, so that every process holds
     off. A store that fails makes the request wait :data:`STORE_DOWN_WAIT`:
-    it is never sent without the limiter's say.
+    it is never sent without the limiter's say. Cancels spend a loan's
+    tokens (see "Loans" above) before asking the store again.
     """
 
     def __init__(self, config: LimiterConfig) -> None:
@@ -233,20 +280,33 @@ class StoreLimiter(abc.ABC):
         self._lock = threading.Lock()
         self._heard: Observation | None = None
         self._told = False  # this process's first answer is sent at once, like a 429
+        self._loan = 0  # tokens of a loan left to this process
+        self._loan_until = 0.0  # on :meth:`_local_now`'s clock
 
     def acquire(self, priority: Priority) -> float:
+        want = LOAN_SIZE if priority == Priority.CANCEL else 1
         with self._lock:
+            if want > 1 and self._loan > 0 and self._local_now() < self._loan_until:
+                self._loan -= 1
+                return 0.0
             heard, self._heard = self._heard, None
+        asked = self._local_now()
         try:
-            wait_ms = self._run(int(priority), heard, self._now_ms())
+            wait_ms = self._run(int(priority), heard, self._now_ms(), want)
         except Exception as error:
             logger.warning("rate limiter unavailable, waiting %.0fs: %s", STORE_DOWN_WAIT, error)
             return STORE_DOWN_WAIT
-        return 0.0 if wait_ms <= 0 else wait_ms / 1000.0 + SLACK
+        if wait_ms < 0:  # a loan: this token and want - 1 more, for -wait_ms from the ask
+            with self._lock:
+                self._loan, self._loan_until = want - 1, asked - wait_ms / 1000.0
+            return 0.0
+        return 0.0 if wait_ms == 0 else wait_ms / 1000.0 + SLACK
 
     def observe(self, status: int, info: RateLimitInfo) -> None:
         heard = Observation.from_info(status, info)
         with self._lock:
+            if status == 429 or (info.remaining is not None and info.remaining < 2 * LOAN_SIZE):
+                self._loan = 0  # the API says the window is (nearly) spent: ask again
             share_now = status == 429 or not self._told
             self._told = True
             if not share_now:
@@ -257,14 +317,24 @@ class StoreLimiter(abc.ABC):
         except Exception as error:
             logger.warning("rate-limit headers not shared with the other workers: %s", error)
 
+    def _local_now(self) -> float:
+        """This process's clock for loans (seconds): the test clock, or the monotonic one."""
+        clock = self.config.clock
+        return clock() if clock is not None else time.monotonic()
+
     def _now_ms(self) -> float | None:
         """The caller's clock in ms, or ``None`` for the store's own (one clock for all)."""
         clock = self.config.clock
         return None if clock is None else clock() * 1000.0
 
     @abc.abstractmethod
-    def _run(self, priority: int | None, heard: Observation | None, now_ms: float | None) -> float:
-        """Apply ``heard``, then take a token for ``priority`` (if any): the ms to wait."""
+    def _run(
+        self, priority: int | None, heard: Observation | None, now_ms: float | None, want: int = 1
+    ) -> float:
+        """Apply ``heard``, then take a token for ``priority`` (if any): the ms to wait.
+
+        ``want`` and a negative answer are :meth:`LimiterState.take`'s loan.
+        """
 
 
 class MemoryLimiter(StoreLimiter):
@@ -275,9 +345,13 @@ class MemoryLimiter(StoreLimiter):
         self._state = state
         self._state_lock = lock
 
-    def _run(self, priority: int | None, heard: Observation | None, now_ms: float | None) -> float:
+    def _run(
+        self, priority: int | None, heard: Observation | None, now_ms: float | None, want: int = 1
+    ) -> float:
         now = now_ms if now_ms is not None else time.time() * 1000.0
         with self._state_lock:
             if heard is not None:
                 self._state.hear(heard, now, self.config)
-            return 0.0 if priority is None else self._state.take(priority, now, self.config)
+            if priority is None:
+                return 0.0
+            return self._state.take(priority, now, self.config, want)

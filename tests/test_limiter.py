@@ -15,6 +15,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pictify_tasks.limiter import (
+    LOAN_MS,
+    LOAN_SIZE,
     SLACK,
     STORE_DOWN_WAIT,
     LimiterConfig,
@@ -230,23 +232,83 @@ def test_polls_queue_after_the_cancels(store: StateStore) -> None:
 class CountingLimiter(MemoryLimiter):
     """Counts the store calls: what a round trip to Redis is for the Redis limiter."""
 
-    def __init__(self) -> None:
-        super().__init__(LimiterState(), threading.Lock(), LimiterConfig(clock=Clock()))
+    def __init__(self, rate: Rate | None = None, clock: Clock | None = None) -> None:
+        config = LimiterConfig.from_rate(rate, 300.0, clock or Clock())
+        super().__init__(LimiterState(), threading.Lock(), config)
         self.runs: list[tuple[int | None, int | None]] = []
 
-    def _run(self, priority: int | None, heard: Observation | None, now_ms: float | None) -> float:
+    def _run(
+        self, priority: int | None, heard: Observation | None, now_ms: float | None, want: int = 1
+    ) -> float:
         self.runs.append((priority, None if heard is None else heard.status))
-        return super()._run(priority, heard, now_ms)
+        return super()._run(priority, heard, now_ms, want)
 
 
 def test_one_store_call_per_request_and_answers_ride_along() -> None:
     worker = CountingLimiter()
     worker.observe(200, headers(limit=9, remaining=8, reset=T0 + 1))  # the first: at once
-    worker.acquire(CANCEL)
+    worker.acquire(CANCEL)  # a window of 9 has no room to lend 8
     worker.observe(200, headers(limit=9, remaining=7, reset=T0 + 1))  # kept for the next ask
     worker.acquire(POLL)
     worker.observe(429, headers(limit=9, remaining=0, reset=T0 + 1))  # every worker must hear
     assert worker.runs == [(None, 200), (0, None), (2, 200), (None, 429)]
+
+
+# -- loans --------------------------------------------------------------------------------
+
+
+def test_a_cancel_borrows_a_block_of_tokens_counted_at_once(store: StateStore) -> None:
+    clock = Clock()
+    first, second = limiter(store, clock, Rate(20, 1)), limiter(store, clock, Rate(20, 1))
+    assert granted(first, CANCEL, LOAN_SIZE) == LOAN_SIZE  # one ask: a loan of 8, half of 20 free
+    # The other process finds 8 of the 20 spent already, and no room left to lend.
+    assert granted(second, CANCEL, 20) == 20 - LOAN_SIZE
+    assert first.acquire(CANCEL) > 0  # its loan spent: it asks, and the window is full
+
+
+def test_one_store_call_per_loan_and_none_for_polls_or_starts() -> None:
+    worker = CountingLimiter(Rate(1000, 60))
+    for _ in range(3 * LOAN_SIZE):
+        assert worker.acquire(CANCEL) == 0.0
+    for _ in range(2):
+        worker.acquire(POLL)
+        worker.acquire(START)
+    assert worker.runs == [(0, None)] * 3 + [(2, None), (1, None)] * 2
+
+
+def test_a_loan_ends_after_its_time_and_never_outlives_its_window() -> None:
+    clock = Clock(T0 + 0.5)
+    worker = CountingLimiter(Rate(1000, 1), clock)
+    worker.acquire(CANCEL)
+    clock.now += LOAN_MS / 1000.0  # the loan's time is up: the next cancel asks
+    worker.acquire(CANCEL)
+    clock.now = T0 + 0.995  # 5 ms before the window turns: a single token, no loan
+    worker.acquire(CANCEL)
+    worker.acquire(CANCEL)
+    assert worker.runs == [(0, None)] * 4
+
+
+def test_a_429_or_a_nearly_spent_window_ends_the_loan(store: StateStore) -> None:
+    clock = Clock()
+    worker = limiter(store, clock)
+    worker.acquire(CANCEL)  # a loan: nothing known limits the key
+    worker.observe(429, headers(limit=100, remaining=0, reset=T0 + 2))
+    assert close_to(worker.acquire(CANCEL), 2.0 + SLACK)  # held off like everyone
+    clock.now = T0 + 2
+    other = limiter(store, clock)
+    other.acquire(CANCEL)  # plenty of room after the reset
+    other.observe(200, headers(limit=100, remaining=LOAN_SIZE, reset=T0 + 3))
+    assert other.acquire(CANCEL) == 0.0 and granted(other, CANCEL, 100) < 100
+
+
+def test_no_loan_while_cancels_are_queued(store: StateStore) -> None:
+    clock = Clock()
+    worker = limiter(store, clock, Rate(40, 1))
+    assert granted(worker, CANCEL, 60) == 40  # 20 booked places in the next window
+    clock.now = T0 + 1
+    behind, third = limiter(store, clock, Rate(40, 1)), limiter(store, clock, Rate(40, 1))
+    assert behind.acquire(CANCEL) == 0.0  # one token, not a loan: others are queued
+    assert granted(third, CANCEL, 40) == 39
 
 
 # -- where it lives -----------------------------------------------------------------------

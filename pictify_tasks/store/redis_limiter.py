@@ -15,8 +15,10 @@ from typing import Any
 from pictify_tasks.limiter import (
     DEFAULT_API_WINDOW_MS,
     DEFAULT_HOLD_MS,
+    LOAN_MS,
     MAX_GUARD_MS,
     MAX_WAIT_MS,
+    MIN_LOAN_MS,
     RESERVED_SHARES,
     LimiterConfig,
     Observation,
@@ -31,8 +33,9 @@ STATE_TTL_MS = 86_400_000
 # KEYS: the limiter hash.
 # ARGV: now ms ('' = the server's clock), priority (-1: only hear), own limit (0: none),
 # own window ms, hold max ms, status (0: nothing heard), limit, remaining, reset ms,
-# retry-after ms ('' when unknown). The $NAMES are the policy's constants, written in
-# from pictify_tasks.limiter when the module loads (fewer arguments to send each time).
+# retry-after ms ('' when unknown), tokens wanted as a loan (1: none). The $NAMES are the
+# policy's constants, written in from pictify_tasks.limiter when the module loads (fewer
+# arguments to send each time).
 ACQUIRE = string.Template("""
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
@@ -91,7 +94,25 @@ if p >= 0 then
   local api_room = s.api_limit <= 0 or s.api_used < cap(s.api_limit, p)
   local ready = s.hold
   for q = 1, p do ready = math.max(ready, queue[q]) end
-  if own_room and api_room and ready <= now then
+  local want = tonumber(ARGV[11]) or 1
+  local loan = 0
+  if own_room and api_room and ready <= now and want > 1 and queue[p + 1] <= now then
+    local until_ms, ample = now + $LOAN_MS, true
+    if own_limit > 0 then
+      if s.own_used + want > math.floor(cap(own_limit, p) / 2) then ample = false end
+      until_ms = math.min(until_ms, s.own_end)
+    end
+    if s.api_limit > 0 then
+      if s.api_used + want > math.floor(cap(s.api_limit, p) / 2) then ample = false end
+      until_ms = math.min(until_ms, s.api_end - math.min($MAX_GUARD_MS, api_window / 20))
+    end
+    if ample and until_ms - now >= $MIN_LOAN_MS then loan = until_ms - now end
+  end
+  if loan > 0 then
+    if own_limit > 0 then s.own_used = s.own_used + want end
+    s.api_used = s.api_used + want
+    result = -loan
+  elseif own_room and api_room and ready <= now then
     if own_limit > 0 then s.own_used = s.own_used + 1 end
     s.api_used = s.api_used + 1
     if now >= s.api_end - math.min($MAX_GUARD_MS, api_window / 20) then
@@ -136,6 +157,8 @@ return tostring(result)
     DEFAULT_API_WINDOW_MS=repr(DEFAULT_API_WINDOW_MS),
     MAX_GUARD_MS=repr(MAX_GUARD_MS),
     MAX_WAIT_MS=repr(MAX_WAIT_MS),
+    LOAN_MS=repr(LOAN_MS),
+    MIN_LOAN_MS=repr(MIN_LOAN_MS),
     STATE_TTL_MS=STATE_TTL_MS,
 )
 
@@ -148,7 +171,9 @@ class RedisLimiter(StoreLimiter):
         self.key = key
         self._script = client.register_script(ACQUIRE)
 
-    def _run(self, priority: int | None, heard: Observation | None, now_ms: float | None) -> float:
+    def _run(
+        self, priority: int | None, heard: Observation | None, now_ms: float | None, want: int = 1
+    ) -> float:
         config = self.config
         args: list[str | int | float] = [
             "" if now_ms is None else repr(now_ms),
@@ -157,6 +182,7 @@ class RedisLimiter(StoreLimiter):
             repr(config.window_ms),
             repr(config.hold_max_ms),
             *_heard_args(heard),
+            want,
         ]
         reply = self._script(keys=[self.key], args=args)
         return float(reply.decode() if isinstance(reply, bytes) else reply)
