@@ -267,3 +267,15 @@ def test_a_final_outcome_marks_the_batch_finished_in_its_links(store: StateStore
     store.finish_cancel("task-a", OUTCOME, 3600, begin.links)
     assert store.revoke_ids(["wf"], Scope.WORKFLOW, None).batches == []
     assert store.revoke_ids(["own"], Scope.TASK, None).batches == []
+
+
+def test_what_a_cancel_saved_counts_once_per_batch(store: StateStore) -> None:
+    """A redelivered task or a replayed step records the same outcome again: it counts once."""
+    saved = dataclasses.replace(OUTCOME, items_not_rendered=7)
+    store.begin_cancel("b1", "task-a", 30, ASKED)
+    store.finish_cancel("task-a", saved, 3600, (), workflow_id="wf")
+    store.finish_cancel("task-a", saved, 3600, (), workflow_id="wf")
+    other = dataclasses.replace(saved, batch_id="b2", items_not_rendered=3)
+    store.finish_cancel("task-b", other, 3600, (), workflow_id="wf")
+    assert store.items_not_rendered("wf") == 10
+    assert store.items_not_rendered("another-wf") == 0

@@ -159,7 +159,8 @@ class StateStore(BatchEnds, abc.ABC):
 
         In the same round trip the batch's ``links`` are marked finished (no
         revoke will look for it again), it is no longer wanted nor has a
-        deadline, and its ``items_not_rendered`` are added to ``workflow_id``'s.
+        deadline, and its ``items_not_rendered`` are kept under ``workflow_id``,
+        per batch: the same batch's outcome recorded again counts once.
         """
 
     @abc.abstractmethod
@@ -190,7 +191,7 @@ class StateStore(BatchEnds, abc.ABC):
 
     @abc.abstractmethod
     def items_not_rendered(self, workflow_id: str) -> int:
-        """The items the cancels of a workflow's batches saved, summed."""
+        """The items the cancels of a workflow's batches saved, summed (each batch once)."""
 
     # -- the sweep -----------------------------------------------------------------------
 

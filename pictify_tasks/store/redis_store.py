@@ -106,8 +106,9 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
             self._mark_finished(pipe, batch_id, links, ttl)
             pipe.zrem(self._wanted_index(), batch_id)
             if workflow_id and outcome.items_not_rendered:
-                saved = self.link_key(workflow_id, "not_rendered")
-                pipe.incrby(saved, outcome.items_not_rendered)
+                # Per batch, first one wins (like the outcome): a replay counts once.
+                saved = self.link_key(workflow_id, "saved")
+                pipe.hsetnx(saved, batch_id, outcome.items_not_rendered)
                 pipe.expire(saved, int(ttl))
 
         recorded = self._script_then(

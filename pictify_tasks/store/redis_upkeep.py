@@ -46,7 +46,7 @@ class RedisUpkeep(RedisKeys):
 
     @transient
     def items_not_rendered(self, workflow_id: str) -> int:
-        return int(self._redis.get(self.link_key(workflow_id, "not_rendered")) or 0)
+        return sum(int(n) for n in self._redis.hvals(self.link_key(workflow_id, "saved")))
 
     @transient
     def set_deadline(self, batch_id: str, at: float, ttl: int) -> None:
