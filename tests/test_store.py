@@ -279,3 +279,16 @@ def test_what_a_cancel_saved_counts_once_per_batch(store: StateStore) -> None:
     store.finish_cancel("task-b", other, 3600, (), workflow_id="wf")
     assert store.items_not_rendered("wf") == 10
     assert store.items_not_rendered("another-wf") == 0
+
+
+def test_an_earlier_ask_gets_the_final_failure_not_a_later_series_attempt(
+    store: StateStore,
+) -> None:
+    """A later ask starts afresh after a final failure; its attempts never answer earlier asks."""
+    store.begin_cancel("b1", "task-a", 30, ASKED)
+    final = failure("AuthenticationError", final=True)  # recorded at ASKED + 5
+    store.fail_cancel("task-a", final, 3600, 0)
+    assert store.begin_cancel("b1", "task-c", 30, ASKED + 60).acquired
+    store.fail_cancel("task-c", dataclasses.replace(failure(), at=ASKED + 65), 3600, 30)
+    duplicate = store.begin_cancel("b1", "task-b", 30, ASKED)
+    assert duplicate.failure == final and not duplicate.acquired

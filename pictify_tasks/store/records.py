@@ -75,11 +75,6 @@ class FailureRecord:
     at: float
 
     @classmethod
-    def gave_up(cls, batch_id: str) -> FailureRecord:
-        """A final failure whose details have expired."""
-        return cls(batch_id, "CancelFailedError", "the cancel failed for good", None, 0, True, 0.0)
-
-    @classmethod
     def interrupted(cls, batch_id: str, attempts: int) -> FailureRecord:
         return cls(
             batch_id,
