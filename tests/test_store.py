@@ -292,3 +292,18 @@ def test_an_earlier_ask_gets_the_final_failure_not_a_later_series_attempt(
     store.fail_cancel("task-c", dataclasses.replace(failure(), at=ASKED + 65), 3600, 30)
     duplicate = store.begin_cancel("b1", "task-b", 30, ASKED)
     assert duplicate.failure == final and not duplicate.acquired
+
+
+def test_a_leased_wanted_cancel_waits_out_its_lease_and_starves_no_other(
+    store: StateStore,
+) -> None:
+    """A sweep skips a leased cancel until its lease can have ended, so it is not read again."""
+    store.want_cancels([wanted("b1"), wanted("b2")], 3600)
+    store.begin_cancel("b1", "task-a", 30, ASKED)  # a task is on it for 30 s
+    later = time.time() + 120
+    assert store.take_stale_wanted(later - 60, later, 1) == []  # b1 comes first, and is leased
+    assert store.take_stale_wanted(later - 60, later, 1) == [wanted("b2")]
+    store.fail_cancel("task-a", failure(), 3600, 0)  # gives the lease back
+    # sweeps a minute apart: b1 is due an interval after its lease can have ended
+    assert store.take_stale_wanted(later + 25, later + 85, 10) == [wanted("b2")]
+    assert store.take_stale_wanted(later + 31, later + 91, 10) == [wanted("b1")]

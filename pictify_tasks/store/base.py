@@ -212,8 +212,9 @@ class StateStore(BatchEnds, abc.ABC):
         """Wanted cancels last sent before ``before`` with no outcome and no live lease.
 
         They are marked as sent at ``now``, so the next sweep leaves them for
-        one interval; entries that have an outcome or expired are dropped.
-        Several round trips.
+        one interval; a leased one counts as sent when its lease ends, so no
+        sweep reads it again before then (nor spends its ``limit`` on it);
+        entries that have an outcome or expired are dropped. Several round trips.
         """
 
     # -- links and starts ----------------------------------------------------------------

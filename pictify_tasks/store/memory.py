@@ -223,6 +223,8 @@ class MemoryStore(StateStore):
                 elif self._leases.get(batch_id) is None:
                     stale.append(wanted)
                     self._sent[batch_id] = now
+                else:  # a task holds the lease: counted as sent when it ends
+                    self._sent[batch_id] = now + self._leases.ttl(batch_id)
             return stale
 
     # -- links and starts ----------------------------------------------------------------
