@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ["BEGIN", "FAIL", "FINISH", "KEEP_LEASE"]
 
 # KEYS: outcome, lease, attempts, links, failed, progress.
-# ARGV: owner, lease ms, attempts ttl s (unused), asked at (wall seconds).
+# ARGV: owner, lease ms, asked at (wall seconds).
 # "failed" is the batch's last final failure, a hash: its time ("at") and
 # its record, which answers every ask made before it (as "done" answers all).
 # The attempt count belongs to the batch, not to the task, and counts the
@@ -21,7 +21,7 @@ BEGIN = """
 local done = redis.call('GET', KEYS[1])
 if done then return {'done', done} end
 local failed = redis.call('HMGET', KEYS[5], 'at', 'record')
-if failed[1] and tonumber(failed[1]) >= tonumber(ARGV[4]) then
+if failed[1] and tonumber(failed[1]) >= tonumber(ARGV[3]) then
   return {'failed', failed[2]}
 end
 local holder = redis.call('GET', KEYS[2])

@@ -72,8 +72,7 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
         parts = ("outcome", "lease", "attempts", "links", "failed", "progress")
         keys = [self.batch_key(batch_id, part) for part in parts]
         lease_ms = max(1, int(lease_seconds * 1000))
-        args: list[str | int] = [owner, lease_ms, max(86400, int(lease_seconds)), repr(asked_at)]
-        reply = self._begin(keys=keys, args=args)
+        reply = self._begin(keys=keys, args=[owner, lease_ms, repr(asked_at)])
         kind = text(reply[0])
         if kind == "done":
             return CancelBegin(outcome=OutcomeRecord.from_json(load(reply[1])))
