@@ -72,6 +72,23 @@ class RecordingPublisher:
         self.called.set()
 
 
+def cancelled_result(batch_id: str, **fields: Any) -> dict[str, Any]:
+    """``pictify.cancel_batch``'s result for a batch its first attempt stopped; ``fields`` differ.
+
+    The public result pinned in one place: exactly what ``CancelBatchResult`` declares.
+    """
+    return {
+        "batch_id": batch_id,
+        "status": "cancelled",
+        "outcome": "cancelled",
+        "attempts": 1,
+        "message": "Batch cancelled",
+        "items_not_rendered": None,
+        "replayed": False,
+        **fields,
+    }
+
+
 def eager_app(emulator: PictifyEmulator, **conf: Any) -> Celery:
     """An installed app that runs tasks eagerly against ``emulator`` (uninstall it after).
 

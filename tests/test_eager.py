@@ -3,6 +3,7 @@ does on a worker (waits, retries, returns the same result), in a loop, never nes
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,7 @@ from celery import Celery, chain
 
 import pictify_tasks
 from pictify_tasks.testing import PictifyEmulator
-from tests.fakes import eager_app
+from tests.fakes import cancelled_result, eager_app
 
 
 @pytest.fixture
@@ -69,16 +70,9 @@ def test_an_eager_cancel_returns_what_a_worker_returns(emulator: PictifyEmulator
         again = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
     finally:
         pictify_tasks.uninstall(app)
-    assert first == {
-        "batch_id": batch_id,
-        "status": "cancelled",
-        "outcome": "cancelled",
-        "attempts": 1,
-        "message": "Batch cancelled",
-        "items_not_rendered": None,
-        "replayed": False,
-    }
-    assert again == {**first, "replayed": True}  # read from the ledger, nothing sent
+    assert first == cancelled_result(batch_id)
+    assert set(first) == set(typing.get_type_hints(pictify_tasks.CancelBatchResult))
+    assert again == cancelled_result(batch_id, replayed=True)  # from the ledger, nothing sent
     assert len(emulator.cancel_requests(batch_id)) == 1
 
 

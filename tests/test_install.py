@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import typing
 import uuid
 from collections.abc import Iterator
 
@@ -100,30 +99,3 @@ def test_eager_cancel_without_a_key_fails_at_once(app: Celery) -> None:
         with pytest.raises(ImproperlyConfigured, match="PICTIFY_API_KEY"):
             app.tasks["pictify.cancel_batch"].delay(emulator.create_batch())
         assert emulator.requests == []
-
-
-def test_eager_cancel_works_end_to_end(app: Celery) -> None:
-    with PictifyEmulator(items_per_second=0) as emulator:
-        app.conf.update(
-            pictify_api_key=emulator.api_key,
-            pictify_base_url=emulator.base_url,
-            pictify_state_url="memory://",
-            task_always_eager=True,
-        )
-        pictify_tasks.install(app)
-        batch_id = emulator.create_batch()
-        result = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
-        # The public result, pinned: exactly the fields CancelBatchResult declares.
-        assert result == {
-            "batch_id": batch_id,
-            "status": "cancelled",
-            "outcome": "cancelled",
-            "attempts": 1,
-            "message": "Batch cancelled",
-            "items_not_rendered": None,
-            "replayed": False,
-        }
-        assert set(result) == set(typing.get_type_hints(pictify_tasks.CancelBatchResult))
-        again = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
-        assert again == {**result, "replayed": True}
-        assert len(emulator.cancel_requests(batch_id)) == 1

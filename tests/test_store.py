@@ -267,3 +267,43 @@ def test_a_final_outcome_marks_the_batch_finished_in_its_links(store: StateStore
     store.finish_cancel("task-a", OUTCOME, 3600, begin.links)
     assert store.revoke_ids(["wf"], Scope.WORKFLOW, None).batches == []
     assert store.revoke_ids(["own"], Scope.TASK, None).batches == []
+
+
+def test_what_a_cancel_saved_counts_once_per_batch(store: StateStore) -> None:
+    """A redelivered task or a replayed step records the same outcome again: it counts once."""
+    saved = dataclasses.replace(OUTCOME, items_not_rendered=7)
+    store.begin_cancel("b1", "task-a", 30, ASKED)
+    store.finish_cancel("task-a", saved, 3600, (), workflow_id="wf")
+    store.finish_cancel("task-a", saved, 3600, (), workflow_id="wf")
+    other = dataclasses.replace(saved, batch_id="b2", items_not_rendered=3)
+    store.finish_cancel("task-b", other, 3600, (), workflow_id="wf")
+    assert store.items_not_rendered("wf") == 10
+    assert store.items_not_rendered("another-wf") == 0
+
+
+def test_an_earlier_ask_gets_the_final_failure_not_a_later_series_attempt(
+    store: StateStore,
+) -> None:
+    """A later ask starts afresh after a final failure; its attempts never answer earlier asks."""
+    store.begin_cancel("b1", "task-a", 30, ASKED)
+    final = failure("AuthenticationError", final=True)  # recorded at ASKED + 5
+    store.fail_cancel("task-a", final, 3600, 0)
+    assert store.begin_cancel("b1", "task-c", 30, ASKED + 60).acquired
+    store.fail_cancel("task-c", dataclasses.replace(failure(), at=ASKED + 65), 3600, 30)
+    duplicate = store.begin_cancel("b1", "task-b", 30, ASKED)
+    assert duplicate.failure == final and not duplicate.acquired
+
+
+def test_a_leased_wanted_cancel_waits_out_its_lease_and_starves_no_other(
+    store: StateStore,
+) -> None:
+    """A sweep skips a leased cancel until its lease can have ended, so it is not read again."""
+    store.want_cancels([wanted("b1"), wanted("b2")], 3600)
+    store.begin_cancel("b1", "task-a", 30, ASKED)  # a task is on it for 30 s
+    later = time.time() + 120
+    assert store.take_stale_wanted(later - 60, later, 1) == []  # b1 comes first, and is leased
+    assert store.take_stale_wanted(later - 60, later, 1) == [wanted("b2")]
+    store.fail_cancel("task-a", failure(), 3600, 0)  # gives the lease back
+    # sweeps a minute apart: b1 is due an interval after its lease can have ended
+    assert store.take_stale_wanted(later + 25, later + 85, 10) == [wanted("b2")]
+    assert store.take_stale_wanted(later + 31, later + 91, 10) == [wanted("b1")]

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from pictify_tasks.revoke.links import BatchLinks
-from pictify_tasks.store import OutcomeRecord, StateStore
+from pictify_tasks.store import OutcomeRecord, RedisStore, StateStore, StateStoreError
 from pictify_tasks.store.ends import BatchEnd
 from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
+from pictify_tasks.testing.redis_server import free_port
 
 END = BatchEnd("b1", "completed", 3, 3, 0)
 TTL = 3600
@@ -101,3 +107,19 @@ def test_whether_a_batch_was_started_with_a_webhook_is_kept(store: StateStore) -
     assert store.wait_turn("b1", "task-w", TTL).webhook is True
     assert store.wait_turn("b2", "task-w", TTL).webhook is False
     assert store.wait_turn("b3", "task-w", TTL).webhook is None
+
+
+def test_a_redis_that_does_not_answer_is_a_transient_store_error() -> None:
+    """The webhook half maps Redis failures like the ledger: whoever called retries."""
+    client = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    store = RedisStore(client, prefix="nobody")
+    calls = [
+        lambda: hear(store),
+        lambda: store.forget_delivery("b1", "dlv-1"),
+        lambda: store.wait_turn("b1", "waiter-1", TTL, message="{}"),
+        lambda: store.take_waiters("b1"),
+    ]
+    for call in calls:
+        with pytest.raises(StateStoreError):
+            call()
+    client.close()

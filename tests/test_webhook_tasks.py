@@ -68,6 +68,20 @@ def test_an_eager_wait_returns_a_heard_end_without_polling(emulator: PictifyEmul
     assert emulator.requests_matching("GET", "/results") == []
 
 
+def test_a_heard_failed_end_ends_the_wait_too(emulator: PictifyEmulator) -> None:
+    """Pictify's one event, ``batch.completed``, tells a failed end as well: it ends the wait."""
+    app = eager_app(emulator)
+    batch_id = emulator.create_batch(total_items=4)
+    try:
+        end = BatchEnd(batch_id, "failed", 4, 0, 4)
+        runtime_for(app).store.hear_batch_end(end, "dlv-1", ttl=60, outcome_ttl=60)
+        with pytest.raises(pictify_tasks.BatchFailedError):
+            app.tasks["pictify.wait_for_batch"].delay(batch_id).get()
+    finally:
+        pictify_tasks.uninstall(app)
+    assert emulator.requests_matching("GET", "/results") == []
+
+
 def test_an_eager_wait_with_webhooks_on_polls_at_its_own_interval(
     emulator: PictifyEmulator,
 ) -> None:

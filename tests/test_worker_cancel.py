@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from tests.fakes import cancelled_result
 from tests.workers import Setup, gather
 
 pytestmark = pytest.mark.worker
@@ -26,15 +27,7 @@ def _cancel_path(batch_id: str) -> str:
 def test_cancels_a_running_batch(setup: Setup) -> None:
     batch_id = setup.emulator.create_batch(total_items=10)
     result = setup.cancel(batch_id).get(timeout=30)
-    assert result == {
-        "batch_id": batch_id,
-        "status": "cancelled",
-        "outcome": "cancelled",
-        "attempts": 1,
-        "message": "Batch cancelled",
-        "items_not_rendered": None,
-        "replayed": False,
-    }
+    assert result == cancelled_result(batch_id)
     assert setup.emulator.batch(batch_id)["status"] == "cancelled"
     assert len(setup.emulator.cancel_requests(batch_id)) == 1
 

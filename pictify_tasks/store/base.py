@@ -159,7 +159,8 @@ class StateStore(BatchEnds, abc.ABC):
 
         In the same round trip the batch's ``links`` are marked finished (no
         revoke will look for it again), it is no longer wanted nor has a
-        deadline, and its ``items_not_rendered`` are added to ``workflow_id``'s.
+        deadline, and its ``items_not_rendered`` are kept under ``workflow_id``,
+        per batch: the same batch's outcome recorded again counts once.
         """
 
     @abc.abstractmethod
@@ -190,7 +191,7 @@ class StateStore(BatchEnds, abc.ABC):
 
     @abc.abstractmethod
     def items_not_rendered(self, workflow_id: str) -> int:
-        """The items the cancels of a workflow's batches saved, summed."""
+        """The items the cancels of a workflow's batches saved, summed (each batch once)."""
 
     # -- the sweep -----------------------------------------------------------------------
 
@@ -211,8 +212,9 @@ class StateStore(BatchEnds, abc.ABC):
         """Wanted cancels last sent before ``before`` with no outcome and no live lease.
 
         They are marked as sent at ``now``, so the next sweep leaves them for
-        one interval; entries that have an outcome or expired are dropped.
-        Several round trips.
+        one interval; a leased one counts as sent when its lease ends, so no
+        sweep reads it again before then (nor spends its ``limit`` on it);
+        entries that have an outcome or expired are dropped. Several round trips.
         """
 
     # -- links and starts ----------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pictify_tasks.store.records import OutcomeRecord
+from pictify_tasks.store.records import OutcomeRecord, int_or_none
 
 __all__ = ["BatchEnd", "BatchEnds", "WaitTurn"]
 
@@ -40,9 +40,9 @@ class BatchEnd:
         return cls(
             batch_id=str(data.get("batch_id", "")),
             status=str(data.get("status", "")),
-            total_items=_count(data.get("total_items")),
-            completed_items=_count(data.get("completed_items")),
-            failed_items=_count(data.get("failed_items")),
+            total_items=int_or_none(data.get("total_items")),
+            completed_items=int_or_none(data.get("completed_items")),
+            failed_items=int_or_none(data.get("failed_items")),
         )
 
     def as_outcome(self) -> OutcomeRecord:
@@ -115,7 +115,3 @@ class BatchEnds(abc.ABC):
     @abc.abstractmethod
     def take_waiters(self, batch_id: str) -> list[str]:
         """The registered waiters' messages, removed from the store."""
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

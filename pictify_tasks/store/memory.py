@@ -100,7 +100,7 @@ class MemoryStore(StateStore):
         self._revoked = _ExpiringDict(clock)
         self._starts = _ExpiringDict(clock)
         self._progress = _ExpiringDict(clock)  # batch id -> (completed, total)
-        self._not_rendered = _ExpiringDict(clock)  # workflow id -> items saved
+        self._not_rendered = _ExpiringDict(clock)  # workflow id -> {batch id: items saved}
         self._deadlines: dict[str, float] = {}  # batch id -> wall time to cancel it
         self._ended = _ExpiringDict(clock)  # batch id -> BatchEnd; (batch, delivery) -> True
         # batch id -> {waiter id: message}; (batch id, waiter id) -> "done" once claimed
@@ -147,10 +147,11 @@ class MemoryStore(StateStore):
     ) -> OutcomeRecord:
         batch_id = outcome.batch_id
         with self._lock:
-            if workflow_id and outcome.items_not_rendered:
-                saved = (self._not_rendered.get(workflow_id) or 0) + outcome.items_not_rendered
-                self._not_rendered.set(workflow_id, saved, ttl)
             recorded: OutcomeRecord = self._outcomes.setdefault(batch_id, outcome, ttl)
+            if workflow_id and outcome.items_not_rendered:
+                saved = dict(self._not_rendered.get(workflow_id) or {})
+                saved.setdefault(batch_id, outcome.items_not_rendered)
+                self._not_rendered.set(workflow_id, saved, ttl)
             if self._leases.get(batch_id) == owner:
                 self._leases.delete(batch_id)
             for table in (self._attempts, self._failures, self._wanted, self._failed):
@@ -192,7 +193,7 @@ class MemoryStore(StateStore):
 
     def items_not_rendered(self, workflow_id: str) -> int:
         with self._lock:
-            return int(self._not_rendered.get(workflow_id) or 0)
+            return sum((self._not_rendered.get(workflow_id) or {}).values())
 
     # -- the sweep -----------------------------------------------------------------------
 
@@ -222,6 +223,8 @@ class MemoryStore(StateStore):
                 elif self._leases.get(batch_id) is None:
                     stale.append(wanted)
                     self._sent[batch_id] = now
+                else:  # a task holds the lease: counted as sent when it ends
+                    self._sent[batch_id] = now + self._leases.ttl(batch_id)
             return stale
 
     # -- links and starts ----------------------------------------------------------------

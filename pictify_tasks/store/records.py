@@ -46,7 +46,7 @@ class OutcomeRecord:
             outcome=str(data.get("outcome", "")),
             attempts=_int(data.get("attempts")),
             message=str(data.get("message") or ""),
-            items_not_rendered=_int_or_none(data.get("items_not_rendered")),
+            items_not_rendered=int_or_none(data.get("items_not_rendered")),
         )
 
     def as_result(self) -> CancelBatchResult:
@@ -73,11 +73,6 @@ class FailureRecord:
     attempts: int
     final: bool
     at: float
-
-    @classmethod
-    def gave_up(cls, batch_id: str) -> FailureRecord:
-        """A final failure whose details have expired."""
-        return cls(batch_id, "CancelFailedError", "the cancel failed for good", None, 0, True, 0.0)
 
     @classmethod
     def interrupted(cls, batch_id: str, attempts: int) -> FailureRecord:
@@ -113,12 +108,13 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _int_or_none(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
+    """A stored integer, or ``None`` for anything else (``bool`` is no count)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return int_or_none(value) or 0
 
 
 @dataclass(frozen=True)
@@ -173,10 +169,6 @@ class StartRequest:
             ),
             batch_id=_str_or_none(data.get("batch_id")),
         )
-
-
-def _is_pair(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) == 2
 
 
 @dataclass(frozen=True)

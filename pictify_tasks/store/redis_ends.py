@@ -7,16 +7,10 @@ outcome change together, atomically, on one Redis Cluster node.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
-from typing import Any
 
-import redis
-
-from pictify_tasks.store.base import StateStoreError
 from pictify_tasks.store.ends import BatchEnd, BatchEnds, WaitTurn
-from pictify_tasks.store.redis_keys import RedisKeys
+from pictify_tasks.store.redis_keys import RedisClient, RedisKeys, load, text, transient
 
 __all__ = ["RedisBatchEnds"]
 
@@ -56,20 +50,26 @@ return {'', 0, redis.call('GET', KEYS[4]) or ''}
 class RedisBatchEnds(RedisKeys, BatchEnds):
     """Mixed into :class:`~pictify_tasks.store.RedisStore`; the keys are its."""
 
+    def __init__(self, client: RedisClient, *, prefix: str = "pictify") -> None:
+        super().__init__(client, prefix=prefix)
+        self._hear = client.register_script(HEAR)
+        self._wait = client.register_script(WAIT)
+
+    @transient
     def hear_batch_end(
         self, end: BatchEnd, delivery_id: str, *, ttl: int, outcome_ttl: int
     ) -> bool:
         parts = (f"delivery:{delivery_id}", "ended", "outcome", "lease", "wanted")
         keys = [self.batch_key(end.batch_id, part) for part in parts]
         outcome = json.dumps(end.as_outcome().to_json())
-        args = [json.dumps(end.to_json()), int(ttl), outcome, int(outcome_ttl)]
-        with _answering():
-            return bool(self._script(HEAR)(keys=keys, args=args))
+        args: list[str | int] = [json.dumps(end.to_json()), int(ttl), outcome, int(outcome_ttl)]
+        return bool(self._hear(keys=keys, args=args))
 
+    @transient
     def forget_delivery(self, batch_id: str, delivery_id: str) -> None:
-        with _answering():
-            self.redis.delete(self.batch_key(batch_id, f"delivery:{delivery_id}"))
+        self.redis.delete(self.batch_key(batch_id, f"delivery:{delivery_id}"))
 
+    @transient
     def wait_turn(
         self,
         batch_id: str,
@@ -82,40 +82,16 @@ class RedisBatchEnds(RedisKeys, BatchEnds):
         parts = ("ended", f"waited:{waiter_id}", "waiters", "webhook")
         keys = [self.batch_key(batch_id, part) for part in parts]
         given = "" if polled is None else json.dumps(polled.to_json())
-        with _answering():
-            ended, mine, flag = self._script(WAIT)(
-                keys=keys, args=[waiter_id, int(ttl), message or "", given]
-            )
-        text = _text(ended)
-        end = BatchEnd.from_json(json.loads(text)) if text else None
-        webhook = {"1": True, "0": False}.get(_text(flag))
+        ended, mine, flag = self._wait(keys=keys, args=[waiter_id, int(ttl), message or "", given])
+        end = BatchEnd.from_json(load(ended)) if text(ended) else None
+        webhook = {"1": True, "0": False}.get(text(flag))
         return WaitTurn(end=end, mine=bool(mine), webhook=webhook)
 
+    @transient
     def take_waiters(self, batch_id: str) -> list[str]:
         key = self.batch_key(batch_id, "waiters")
-        with _answering():
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hvals(key)
-            pipe.delete(key)
-            messages, _ = pipe.execute()
-        return [_text(message) for message in messages]
-
-    def _script(self, source: str) -> Any:
-        """The script, registered on first use (the store's constructor is not ours)."""
-        scripts: dict[str, Any] = self.__dict__.setdefault("_end_scripts", {})
-        if source not in scripts:
-            scripts[source] = self.redis.register_script(source)
-        return scripts[source]
-
-
-@contextlib.contextmanager
-def _answering() -> Iterator[None]:
-    """A Redis failure as :class:`StateStoreError`: transient, whoever called retries."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StateStoreError(f"state store: {type(exc).__name__}: {exc}") from exc
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hvals(key)
+        pipe.delete(key)
+        messages, _ = pipe.execute()
+        return [text(message) for message in messages]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 __all__ = ["BEGIN", "FAIL", "FINISH", "KEEP_LEASE"]
 
-# KEYS: outcome, lease, attempts, links, failed at, failure, progress.
-# ARGV: owner, lease ms, attempts ttl s (unused), asked at (wall seconds).
+# KEYS: outcome, lease, attempts, links, failed, progress.
+# ARGV: owner, lease ms, asked at (wall seconds).
+# "failed" is the batch's last final failure, a hash: its time ("at") and
+# its record, which answers every ask made before it (as "done" answers all).
 # The attempt count belongs to the batch, not to the task, and counts the
 # failed attempts (FAIL adds one): a task taking over a lease goes on
 # counting, so duplicates never multiply the attempts, and a task that holds
@@ -18,9 +20,9 @@ __all__ = ["BEGIN", "FAIL", "FINISH", "KEEP_LEASE"]
 BEGIN = """
 local done = redis.call('GET', KEYS[1])
 if done then return {'done', done} end
-local failed = redis.call('GET', KEYS[5])
-if failed and tonumber(failed) >= tonumber(ARGV[4]) then
-  return {'failed', redis.call('GET', KEYS[6]) or ''}
+local failed = redis.call('HMGET', KEYS[5], 'at', 'record')
+if failed[1] and tonumber(failed[1]) >= tonumber(ARGV[3]) then
+  return {'failed', failed[2]}
 end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then
@@ -28,11 +30,11 @@ if holder and holder ~= ARGV[1] then
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 local n = tonumber(redis.call('GET', KEYS[3]) or '0') + 1
-local progress = redis.call('GET', KEYS[7]) or ''
+local progress = redis.call('GET', KEYS[6]) or ''
 return {'acquired', tostring(n), redis.call('SMEMBERS', KEYS[4]), progress}
 """
 
-# KEYS: outcome, lease, attempts, failure, wanted, failed at. ARGV: owner, outcome json, ttl s.
+# KEYS: outcome, lease, attempts, failure, wanted, failed. ARGV: owner, outcome json, ttl s.
 FINISH = """
 redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
@@ -40,8 +42,8 @@ redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return redis.call('GET', KEYS[1])
 """
 
-# KEYS: lease, attempts, failure, wanted, failed at.
-# ARGV: owner, failure json, ttl s, keep lease ms (0: give it back), final (1/0), now.
+# KEYS: lease, attempts, failure, wanted, failed.
+# ARGV: owner, failure json, ttl s, keep lease ms (0: give it back), final (1/0), its time.
 FAIL = """
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
 redis.call('INCR', KEYS[2])
@@ -55,7 +57,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 if ARGV[5] == '1' then
   redis.call('DEL', KEYS[2], KEYS[4])
-  redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[3])
+  redis.call('HSET', KEYS[5], 'at', ARGV[6], 'record', ARGV[2])
+  redis.call('EXPIRE', KEYS[5], ARGV[3])
 end
 return 1
 """

@@ -69,17 +69,15 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
     def begin_cancel(
         self, batch_id: str, owner: str, lease_seconds: float, asked_at: float
     ) -> CancelBegin:
-        parts = ("outcome", "lease", "attempts", "links", "failed_at", "failure", "progress")
+        parts = ("outcome", "lease", "attempts", "links", "failed", "progress")
         keys = [self.batch_key(batch_id, part) for part in parts]
         lease_ms = max(1, int(lease_seconds * 1000))
-        args: list[str | int] = [owner, lease_ms, max(86400, int(lease_seconds)), repr(asked_at)]
-        reply = self._begin(keys=keys, args=args)
+        reply = self._begin(keys=keys, args=[owner, lease_ms, repr(asked_at)])
         kind = text(reply[0])
         if kind == "done":
             return CancelBegin(outcome=OutcomeRecord.from_json(load(reply[1])))
         if kind == "failed":
-            failure = FailureRecord.from_json(load(reply[1])) if reply[1] else None
-            return CancelBegin(failure=failure or FailureRecord.gave_up(batch_id))
+            return CancelBegin(failure=FailureRecord.from_json(load(reply[1])))
         if kind == "busy":
             return CancelBegin(lease_remaining=max(0, int(text(reply[1]))) / 1000.0)
         links = tuple(pair(member) for member in reply[2])
@@ -100,14 +98,15 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
         workflow_id: str | None = None,
     ) -> OutcomeRecord:
         batch_id = outcome.batch_id
-        parts = ("outcome", "lease", "attempts", "failure", "wanted", "failed_at")
+        parts = ("outcome", "lease", "attempts", "failure", "wanted", "failed")
 
         def then(pipe: Any) -> None:
             self._mark_finished(pipe, batch_id, links, ttl)
             pipe.zrem(self._wanted_index(), batch_id)
             if workflow_id and outcome.items_not_rendered:
-                saved = self.link_key(workflow_id, "not_rendered")
-                pipe.incrby(saved, outcome.items_not_rendered)
+                # Per batch, first one wins (like the outcome): a replay counts once.
+                saved = self.link_key(workflow_id, "saved")
+                pipe.hsetnx(saved, batch_id, outcome.items_not_rendered)
                 pipe.expire(saved, int(ttl))
 
         recorded = self._script_then(
@@ -120,7 +119,7 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
 
     @transient
     def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
-        parts = ("lease", "attempts", "failure", "wanted", "failed_at")
+        parts = ("lease", "attempts", "failure", "wanted", "failed")
         keys = [self.batch_key(failure.batch_id, part) for part in parts]
         keep_ms = max(0, int(keep_lease * 1000))
         record = json.dumps(failure.to_json())

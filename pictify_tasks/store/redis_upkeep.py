@@ -46,7 +46,7 @@ class RedisUpkeep(RedisKeys):
 
     @transient
     def items_not_rendered(self, workflow_id: str) -> int:
-        return int(self._redis.get(self.link_key(workflow_id, "not_rendered")) or 0)
+        return sum(int(n) for n in self._redis.hvals(self.link_key(workflow_id, "saved")))
 
     @transient
     def set_deadline(self, batch_id: str, at: float, ttl: int) -> None:
@@ -77,17 +77,21 @@ class RedisUpkeep(RedisKeys):
         pipe = self._redis.pipeline(transaction=False)
         for batch_id in members:
             pipe.exists(self.batch_key(batch_id, "outcome"))
-            pipe.exists(self.batch_key(batch_id, "lease"))
+            pipe.pttl(self.batch_key(batch_id, "lease"))
             pipe.hgetall(self.batch_key(batch_id, "wanted"))
         replies = pipe.execute()
         stale: list[WantedCancel] = []
         gone: list[str] = []
+        sent: dict[Any, float] = {}  # member -> when it counts as last sent
         for i, batch_id in enumerate(members):
-            done, leased, fields = replies[3 * i : 3 * i + 3]
+            done, lease_ms, fields = replies[3 * i : 3 * i + 3]
             record = {text(k): text(v) for k, v in fields.items()}
             if done or "asked_at" not in record:
                 gone.append(batch_id)
-            elif not leased:
+            elif lease_ms != -2:  # a task holds the lease (-2: none): sent when it ends
+                sent[batch_id] = now + max(0, lease_ms) / 1000.0
+            else:
+                sent[batch_id] = now
                 stale.append(
                     WantedCancel(
                         batch_id,
@@ -100,8 +104,8 @@ class RedisUpkeep(RedisKeys):
         pipe = self._redis.pipeline(transaction=False)
         if gone:
             pipe.zrem(index, *gone)
-        if stale:
-            pipe.zadd(index, {w.batch_id: now for w in stale}, xx=True)
+        if sent:
+            pipe.zadd(index, sent, xx=True)
         pipe.execute()
         return stale
 

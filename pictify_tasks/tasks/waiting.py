@@ -76,19 +76,21 @@ def wait_for_batch_task(
 ) -> BatchProgress:
     """Poll a batch until it ends; return its final state.
 
-    Between polls the task shows state ``PROGRESS`` with the batch's
-    completed and total items, and comes back later; it never sleeps in a
-    worker. When the batch ends its links are marked finished, so no later
-    revoke sends it a cancel. Each run registers it as a waiter of the batch:
-    when Pictify's webhook tells the batch's end, it runs again at once and
-    returns the end without polling; with webhooks on (the batch was started
-    with a webhook URL, or ``pictify_webhook_url`` is set) the polls are only
-    a safety net, every ``pictify_webhook_poll_interval`` seconds instead of
-    ``poll_interval``. A batch that ends in a status of ``raise_on``
-    (``cancelled`` or ``failed`` by default) raises a
-    :class:`~pictify_tasks.BatchEndedError` so the chain stops; pass
-    ``raise_on=()`` to get it as a result instead. After ``timeout`` seconds
-    the batch is cancelled and the task fails with
+    Every final status ends the wait, polled or heard: ``completed`` and
+    ``partial`` as much as ``failed`` and ``cancelled`` (Pictify tells each
+    in the same ``batch.completed`` webhook event). Between polls the task
+    shows state ``PROGRESS`` with the batch's completed and total items, and
+    comes back later; it never sleeps in a worker. When the batch ends its
+    links are marked finished, so no later revoke sends it a cancel. Each run
+    registers it as a waiter of the batch: when Pictify's webhook tells the
+    batch's end, it runs again at once and ends the wait without polling;
+    with webhooks on (the batch was started with a webhook URL, or
+    ``pictify_webhook_url`` is set) the polls are only a safety net, every
+    ``pictify_webhook_poll_interval`` seconds instead of ``poll_interval``.
+    A batch that ends in a status of ``raise_on`` (``cancelled`` or
+    ``failed`` by default) raises a :class:`~pictify_tasks.BatchEndedError`
+    so the chain stops; pass ``raise_on=()`` to get it as a result instead.
+    After ``timeout`` seconds the batch is cancelled and the task fails with
     :class:`~pictify_tasks.WaitTimeoutError`.
     """
     validate_wait_for_batch(batch_id, poll_interval, timeout=timeout, raise_on=raise_on)
