@@ -12,6 +12,9 @@ from celery import Celery
 from celery._state import _task_stack
 
 import pictify_tasks
+from pictify_tasks.revoke.fanout import Fanout
+from pictify_tasks.settings import PictifySettings
+from pictify_tasks.store import StateStore
 from pictify_tasks.store.records import WantedCancel
 from pictify_tasks.testing import PictifyEmulator
 
@@ -70,6 +73,12 @@ class RecordingPublisher:
     def _called(self) -> None:
         self.threads.append(threading.current_thread().name)
         self.called.set()
+
+
+def memory_fanout(store: StateStore, publisher: Any) -> Fanout:
+    """A fan-out on ``store`` with default settings, publishing through ``publisher``."""
+    settings = PictifySettings(state_url="memory://")
+    return Fanout(store=lambda: store, settings=lambda: settings, publisher=publisher)
 
 
 def eager_app(emulator: PictifyEmulator, **conf: Any) -> Celery:

@@ -7,14 +7,12 @@ from collections.abc import Sequence
 
 import pytest
 
-from pictify_tasks import PictifySettings
 from pictify_tasks.revoke.backlog import Backlog
-from pictify_tasks.revoke.fanout import Fanout
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.base import RevokedWork
 from pictify_tasks.store.records import WantedCancel
-from tests.fakes import RecordingPublisher
+from tests.fakes import RecordingPublisher, memory_fanout
 
 WAIT = 10.0
 
@@ -34,11 +32,6 @@ class FlakyStore(MemoryStore):
         return super().revoke_ids(ids, scope, ttl)
 
 
-def fanout(store: MemoryStore, publisher: object) -> Fanout:
-    settings = PictifySettings(state_url="memory://")
-    return Fanout(store=lambda: store, settings=lambda: settings, publisher=publisher)  # type: ignore[arg-type]
-
-
 def linked(store: MemoryStore, batch_id: str, workflow_id: str) -> None:
     store.link_batch(batch_id, BatchLinks(frozenset({workflow_id}), frozenset()), 3600)
 
@@ -46,7 +39,7 @@ def linked(store: MemoryStore, batch_id: str, workflow_id: str) -> None:
 def test_a_revoke_the_store_cannot_answer_is_kept_and_done_when_it_can() -> None:
     store, publisher = FlakyStore(), RecordingPublisher()
     linked(store, "batch-1", "wf-1")
-    fan = fanout(store, publisher)
+    fan = memory_fanout(store, publisher)
     fan.backlog = Backlog(first_delay=0.01, max_delay=0.05)
     assert fan.handle_revoke(["wf-1"]) is False  # kept, not handled
     assert publisher.calls == []
@@ -71,7 +64,7 @@ class FlakyPublisher(RecordingPublisher):
 def test_a_publish_the_broker_refuses_is_kept_and_sent_later() -> None:
     store, publisher = MemoryStore(), FlakyPublisher()
     linked(store, "batch-1", "wf-1")
-    fan = fanout(store, publisher)
+    fan = memory_fanout(store, publisher)
     fan.backlog = Backlog(first_delay=0.01, max_delay=0.05)
     assert fan.cancel_ids(["wf-1"]) == ["batch-1"]
     publisher.up.set()
@@ -81,7 +74,7 @@ def test_a_publish_the_broker_refuses_is_kept_and_sent_later() -> None:
 
 def test_the_same_batch_is_published_once_within_a_few_seconds() -> None:
     store, publisher = MemoryStore(), RecordingPublisher()
-    fan = fanout(store, publisher)
+    fan = memory_fanout(store, publisher)
     fan.enqueue(["b1", "b2", "b1"])
     fan.enqueue(["b2", "b3"])
     assert publisher.calls == [["b1", "b2"], ["b3"]]
