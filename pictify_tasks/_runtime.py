@@ -23,7 +23,7 @@ from pictify_tasks.revoke.fanout import Fanout
 from pictify_tasks.settings import MEMORY_STATE_URL, PictifySettings
 from pictify_tasks.store import MemoryStore, RedisStore, StateStore
 
-__all__ = ["Runtime", "runtime_for"]
+__all__ = ["Runtime", "existing_runtime", "runtime_for"]
 
 logger = logging.getLogger("pictify_tasks")
 
@@ -163,3 +163,9 @@ def runtime_for(app: Any) -> Runtime:
         if runtime is None:
             runtime = _runtimes[app] = Runtime(app)
         return runtime
+
+
+def existing_runtime(app: Any) -> Runtime | None:
+    """The runtime of ``app`` in this process if one was created (shutdown builds none)."""
+    with _runtimes_lock:
+        return _runtimes.get(app)

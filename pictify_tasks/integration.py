@@ -21,11 +21,13 @@ from celery.signals import (
     task_failure,
     task_received,
     task_revoked,
+    worker_process_shutdown,
     worker_ready,
+    worker_shutdown,
 )
 
 from pictify_tasks._guard import logged_not_raised
-from pictify_tasks._runtime import runtime_for
+from pictify_tasks._runtime import existing_runtime, runtime_for
 from pictify_tasks.cleanup import CleanupTriggers
 from pictify_tasks.errors import PictifyError
 from pictify_tasks.names import BATCH_ENDED
@@ -52,6 +54,8 @@ class CeleryIntegration:
             (task_revoked, self._on_task_revoked),
             (before_task_publish, self._on_before_task_publish),
             (worker_ready, self._on_worker_ready),
+            (worker_shutdown, self._on_worker_shutdown),
+            (worker_process_shutdown, self._on_worker_shutdown),
             (task_received, self._cleanup.on_task_received),
             (task_failure, self._cleanup.on_task_failure),
         ]
@@ -153,6 +157,18 @@ class CeleryIntegration:
                     "pictify-tasks: no API key: every cancel will fail; set pictify_api_key "
                     "(CELERY_PICTIFY_API_KEY under Django) or PICTIFY_API_KEY"
                 )
+
+    def _on_worker_shutdown(self, **_: Any) -> None:
+        """``worker_shutdown`` / ``worker_process_shutdown``: the backlog's last try.
+
+        What the store or broker refused is tried once more; each item still
+        not done is logged as an error, so a lost revoke is never silent.
+        """
+        for app in list(self._apps):
+            with logged_not_raised(logger, "draining the backlog at shutdown"):
+                runtime = existing_runtime(app)
+                if runtime is not None:
+                    runtime.fanout.backlog.drain()
 
     def _on_before_task_publish(self, headers: Any = None, **_: Any) -> None:
         """Carry the publishing task's ancestry to the task it publishes (no I/O)."""

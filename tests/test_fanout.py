@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
+from typing import Callable
 
 import pytest
 
@@ -13,6 +15,7 @@ from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.base import RevokedWork
 from pictify_tasks.store.records import WantedCancel
 from tests.fakes import RecordingPublisher, memory_fanout
+from tests.workflows import eventually
 
 WAIT = 10.0
 
@@ -86,8 +89,92 @@ def test_a_full_backlog_drops_its_oldest_with_an_error(caplog: pytest.LogCapture
         # Hold the backlog's lock: its thread must not take items between two keeps.
         with backlog._cond:
             for n in range(3):
-                backlog.keep(f"item {n}", lambda: None)
+                backlog.keep(f"item {n}", lambda: None, keep_for=60)
             assert len(backlog) == 2
         assert "dropped item 0" in caplog.text
     finally:
         backlog.stop()
+
+
+class Steps:
+    """Actions that record their calls and fail until :attr:`up` is set."""
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.calls: list[str] = []
+
+    def action(self, name: str, *, flaky: bool = False) -> Callable[[], None]:
+        def run() -> None:
+            self.calls.append(name)
+            if flaky and not self.up.is_set():
+                raise StateStoreError("state store: ConnectionError: refused")
+
+        return run
+
+
+def test_a_round_stops_at_the_first_failure_and_keeps_the_order() -> None:
+    steps = Steps()
+    backlog = Backlog(first_delay=0.01, max_delay=0.02)
+    try:
+        backlog.keep("a", steps.action("a", flaky=True), keep_for=60)
+        backlog.keep("b", steps.action("b"), keep_for=60)
+        assert eventually(lambda: steps.calls.count("a") >= 3)
+        assert "b" not in steps.calls  # the store is still down: not asked for b
+        steps.up.set()
+        assert eventually(lambda: len(backlog) == 0)
+        assert steps.calls[-2:] == ["a", "b"] and steps.calls.count("b") == 1
+    finally:
+        backlog.stop()
+
+
+def test_an_item_past_its_deadline_is_dropped_with_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    steps, now = Steps(), [0.0]
+    backlog = Backlog(first_delay=0.01, max_delay=0.02, clock=lambda: now[0])
+    try:
+        with caplog.at_level(logging.WARNING, logger="pictify_tasks.revoke"):
+            backlog.keep("revoke of ['wf-1']", steps.action("a", flaky=True), keep_for=60)
+            assert eventually(lambda: len(steps.calls) >= 2)
+            assert len(backlog) == 1
+            now[0] = 61.0
+            assert eventually(lambda: len(backlog) == 0)
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert errors == [
+            "pictify-tasks: revoke of ['wf-1'] dropped: still not done at its deadline "
+            "(the state store or broker kept refusing it)"
+        ]
+    finally:
+        backlog.stop()
+
+
+def test_a_revoke_heard_while_others_wait_joins_them_untried_and_in_order() -> None:
+    store, publisher = FlakyStore(), RecordingPublisher()
+    linked(store, "batch-1", "wf-1")
+    linked(store, "batch-2", "wf-2")
+    fan = memory_fanout(store, publisher)
+    fan.backlog = Backlog(first_delay=300, max_delay=300)  # only drain() tries again
+    assert fan.handle_revoke(["wf-1"]) is False
+    assert fan.handle_revoke(["wf-2"]) is False
+    assert store.failures == 1  # the second was not sent to a store known to be down
+    store.up.set()
+    fan.backlog.drain()
+    assert publisher.calls == [["batch-1"], ["batch-2"]]
+
+
+def test_drain_tries_each_item_once_and_logs_each_lost_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    steps = Steps()
+    backlog = Backlog(first_delay=300, max_delay=300)
+    backlog.keep("a", steps.action("a", flaky=True), keep_for=60)
+    backlog.keep("b", steps.action("b"), keep_for=60)
+    with caplog.at_level(logging.ERROR, logger="pictify_tasks.revoke"):
+        backlog.drain()
+    assert steps.calls == ["a"]  # stopped at the first failure: the store is down
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        "pictify-tasks: a not done before the worker stopped: lost",
+        "pictify-tasks: b not done before the worker stopped: lost",
+    ]
+    assert len(backlog) == 0

@@ -112,18 +112,25 @@ class Fanout:
     ) -> bool:
         """:meth:`cancel_ids`, or keep the ids to try again when it fails; never raises.
 
-        Returns whether the revoke was handled now (``False``: kept for later).
+        While earlier revokes wait in the backlog (the store is down) this one
+        joins them at the back, untried: their order is kept and the store
+        is not asked again for each. Returns whether the revoke was handled
+        now (``False``: kept for later).
         """
 
         def cancel() -> None:
             self.cancel_ids(ids, scope, remember=remember, reason=reason)
 
+        if len(self.backlog):
+            logger.info("revoke of %s kept behind the ones waiting for the store", list(ids))
+            self._keep(f"revoke of {list(ids)}", cancel)
+            return False
         try:
             cancel()
             return True
         except Exception as exc:
             logger.warning("revoke of %s kept to try again: %s", list(ids), exc)
-            self.backlog.keep(f"revoke of {list(ids)}", cancel)
+            self._keep(f"revoke of {list(ids)}", cancel)
             return False
 
     def enqueue(
@@ -173,7 +180,15 @@ class Fanout:
             publish()
         except Exception as exc:
             logger.warning("publishing %s failed, kept to try again: %s", what, exc)
-            self.backlog.keep(f"publishing {what}", publish)
+            self._keep(f"publishing {what}", publish)
+
+    def _keep(self, what: str, action: Callable[[], object]) -> None:
+        """Keep ``action`` in the backlog until a cancel asked now would be past its deadline."""
+        try:
+            keep_for = self._settings().cancel_deadline
+        except Exception:  # settings that cannot be read must not lose the work
+            keep_for = PictifySettings.cancel_deadline
+        self.backlog.keep(what, action, keep_for=keep_for)
 
 
 def _run_logged(function: Callable[..., Any], *args: Any) -> None:
