@@ -149,9 +149,11 @@ class Runtime:
                 url, prefix=self.settings.state_prefix, cluster=self.settings.state_cluster
             )
         logger.warning(
-            "pictify-tasks keeps its cancel ledger in process memory because neither "
-            "pictify_state_url is set nor the broker is Redis: duplicate cancels are only "
-            "merged within one worker process. Set pictify_state_url to a Redis URL."
+            "pictify-tasks keeps its state (the cancel ledger, the batches' links) in this "
+            "process's memory: pictify_state_url is not set and the broker is not Redis. "
+            "Nothing is shared with other processes: a revoke heard in one finds no batch "
+            "started in another, and duplicate cancels are merged within one process only. "
+            "Set pictify_state_url to a Redis URL (memory:// keeps it in memory on purpose)."
         )
         return MemoryStore()
 

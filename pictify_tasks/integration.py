@@ -33,6 +33,7 @@ from pictify_tasks.errors import PictifyError
 from pictify_tasks.names import BATCH_ENDED
 from pictify_tasks.revoke.links import LINEAGE_HEADER, Scope, lineage_for_child
 from pictify_tasks.revoke.listener import RevokeListener
+from pictify_tasks.settings import MEMORY_STATE_URL
 from pictify_tasks.sweep import CancelSweep
 from pictify_tasks.tasks import TASKS
 from pictify_tasks.tasks.base import run_eagerly_in_a_loop
@@ -152,6 +153,8 @@ class CeleryIntegration:
                 logger.error("pictify-tasks: the configuration is invalid: %s", error)
                 return
             logger.info("pictify-tasks: %s", settings.describe())
+            if settings.state_url in (None, MEMORY_STATE_URL):
+                _check_memory_state_fits_the_pool(getattr(sender, "pool", None))
             if not settings.api_key:
                 logger.error(
                     "pictify-tasks: no API key: every cancel will fail; set pictify_api_key "
@@ -184,6 +187,27 @@ class CeleryIntegration:
             lineage = lineage_for_child(request, headers.get("id"))
             if lineage:
                 headers[LINEAGE_HEADER] = lineage
+
+
+def _check_memory_state_fits_the_pool(pool: Any) -> None:
+    """Shout when the state is in process memory but the pool runs tasks in other processes.
+
+    A prefork worker's main process hears revokes (listener, signal) while
+    its pool processes start batches and run cancels: with ``memory://`` they
+    share nothing, so a revoke finds no batch and duplicates are not merged.
+    """
+    from celery.concurrency.prefork import TaskPool as PreforkPool  # only workers need it
+
+    if isinstance(pool, PreforkPool):
+        logger.error(
+            "pictify-tasks: the state is in process memory, but this worker runs a prefork "
+            "pool (concurrency %s): its pool processes and its main process, which hears "
+            "revokes, share nothing, so a revoke cancels no batch a pool process started "
+            "and duplicate cancels are not merged. Set pictify_state_url to a Redis URL "
+            "(CELERY_PICTIFY_STATE_URL under Django, or PICTIFY_STATE_URL), or run the "
+            "worker with --pool threads or --pool solo",
+            getattr(pool, "limit", "?"),
+        )
 
 
 #: The consumer bootsteps ``install`` adds to an app's workers.

@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery.app.task import Context
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.concurrency.thread import TaskPool as ThreadsPool
 from celery.signals import (
     before_task_publish,
     task_revoked,
     worker_process_shutdown,
+    worker_ready,
     worker_shutdown,
 )
 
@@ -337,6 +340,39 @@ def test_at_shutdown_the_backlog_is_tried_once_and_what_is_lost_is_logged(
     lost = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert lost == ["pictify-tasks: revoke of ['wf-2'] not done before the worker stopped: lost"]
     assert len(fanout.backlog) == 0
+
+
+class FakeConsumer:
+    """What ``worker_ready`` is sent by: a worker's consumer, with its app and pool."""
+
+    def __init__(self, app: Celery, pool: Any) -> None:
+        self.app = app
+        self.pool = pool
+
+
+@pytest.mark.parametrize(
+    ("state_url", "pool", "shouts"),
+    [
+        ("memory://", PreforkPool(2), True),
+        ("memory://", PreforkPool(1), True),  # the main process still hears the revokes
+        ("memory://", ThreadsPool(4), False),
+        ("redis://127.0.0.1:1/0", PreforkPool(2), False),
+    ],
+    ids=["memory-prefork-2", "memory-prefork-1", "memory-threads", "redis-prefork"],
+)
+def test_at_worker_ready_memory_state_under_a_prefork_pool_is_an_error(
+    app: Celery, state_url: str, pool: Any, shouts: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.conf.pictify_state_url = state_url
+    runtime_for(app).reload()
+    with caplog.at_level(logging.INFO, logger="pictify_tasks.integration"):
+        worker_ready.send(sender=FakeConsumer(app, pool))
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    prefork = [e for e in errors if "prefork" in e]
+    assert len(prefork) == (1 if shouts else 0)
+    if shouts:
+        assert "Set pictify_state_url to a Redis URL" in prefork[0]
+        assert f"concurrency {pool.limit}" in prefork[0]
 
 
 def test_outside_a_task_headers_are_left_alone(app: Celery) -> None:
