@@ -178,3 +178,37 @@ def test_drain_tries_each_item_once_and_logs_each_lost_one(
         "pictify-tasks: b not done before the worker stopped: lost",
     ]
     assert len(backlog) == 0
+
+
+class CountingStore(MemoryStore):
+    """A store that counts the ids each ``revoke_ids`` round trip is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[list[str]] = []
+
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
+        self.asked.append(list(ids))
+        return super().revoke_ids(ids, scope, ttl)
+
+
+def test_the_same_revoke_heard_twice_is_handled_once() -> None:
+    """The task_revoked signal and the listener both hear one revoke."""
+    store, publisher = CountingStore(), RecordingPublisher()
+    linked(store, "batch-1", "wf-1")
+    fan = memory_fanout(store, publisher)
+    assert fan.handle_revoke(["wf-1"]) is True
+    assert fan.handle_revoke(["wf-1"]) is True  # heard again: nothing to do
+    assert fan.handle_revoke(["wf-1", "wf-2"]) is True  # only the new id is looked up
+    assert fan.handle_revoke(["wf-1"], Scope.TASK, False) is True  # another reading: done
+    assert store.asked == [["wf-1"], ["wf-2"], ["wf-1"]]
+    assert publisher.calls == [["batch-1"]]
+
+
+def test_the_memo_of_handled_revokes_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pictify_tasks.revoke.fanout.HANDLED_MEMO", 2)
+    store = CountingStore()
+    fan = memory_fanout(store, RecordingPublisher())
+    for task_id in ["a", "b", "c", "a"]:  # "a" was pushed out by "c": looked up again
+        fan.handle_revoke([task_id])
+    assert store.asked == [["a"], ["b"], ["c"], ["a"]]

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Protocol
@@ -31,6 +32,8 @@ logger = logging.getLogger("pictify_tasks.revoke")
 
 #: A batch whose cancel this process enqueued this recently is not enqueued again.
 RECENT_SECONDS = 10.0
+#: How many revokes (id, scope, remember) :meth:`Fanout.handle_revoke` remembers handling.
+HANDLED_MEMO = 1024
 
 
 class Publisher(Protocol):
@@ -64,6 +67,7 @@ class Fanout:
         self._clock = clock
         self._lock = threading.Lock()
         self._recent: dict[str, float] = {}
+        self._handled: OrderedDict[tuple[str, Scope | None, bool], None] = OrderedDict()
         self._executor: ThreadPoolExecutor | None = None
         self._executor_pid = 0
         self.backlog = Backlog()
@@ -112,26 +116,50 @@ class Fanout:
     ) -> bool:
         """:meth:`cancel_ids`, or keep the ids to try again when it fails; never raises.
 
-        While earlier revokes wait in the backlog (the store is down) this one
+        An id this process handled (or kept) already in the same scope is
+        skipped: the signal and the listener both hear one revoke. While
+        earlier revokes wait in the backlog (the store is down) this one
         joins them at the back, untried: their order is kept and the store
         is not asked again for each. Returns whether the revoke was handled
         now (``False``: kept for later).
         """
+        fresh = self._first_time(ids, scope, remember)
+        if not fresh:
+            return True
 
         def cancel() -> None:
-            self.cancel_ids(ids, scope, remember=remember, reason=reason)
+            self.cancel_ids(fresh, scope, remember=remember, reason=reason)
 
         if len(self.backlog):
-            logger.info("revoke of %s kept behind the ones waiting for the store", list(ids))
-            self._keep(f"revoke of {list(ids)}", cancel)
+            logger.info("revoke of %s kept behind the ones waiting for the store", fresh)
+            self._keep(f"revoke of {fresh}", cancel)
             return False
         try:
             cancel()
             return True
         except Exception as exc:
-            logger.warning("revoke of %s kept to try again: %s", list(ids), exc)
-            self._keep(f"revoke of {list(ids)}", cancel)
+            logger.warning("revoke of %s kept to try again: %s", fresh, exc)
+            self._keep(f"revoke of {fresh}", cancel)
             return False
+
+    def _first_time(self, ids: Sequence[str], scope: Scope | None, remember: bool) -> list[str]:
+        """The ids not handled yet with this scope and ``remember``; now marked handled.
+
+        Marked before they are handled: one that fails is kept in the backlog,
+        which does it, so it is not handled again either.
+        """
+        fresh = []
+        with self._lock:
+            for task_id in dict.fromkeys(ids):
+                key = (task_id, scope, remember)
+                if key in self._handled:
+                    self._handled.move_to_end(key)
+                else:
+                    self._handled[key] = None
+                    fresh.append(task_id)
+            while len(self._handled) > HANDLED_MEMO:
+                self._handled.popitem(last=False)
+        return fresh
 
     def enqueue(
         self,
