@@ -56,12 +56,17 @@ class RecordingPublisher:
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.recorded: list[str] = []  # the batches of cancels() (record, then publish)
         self.wanted: list[WantedCancel] = []
         self.start_calls: list[list[str]] = []
         self.threads: list[str] = []
         self.called = threading.Event()
 
     def cancels(self, wanted: Sequence[WantedCancel]) -> None:
+        self.recorded.extend(w.batch_id for w in wanted)
+        self.publish(wanted)
+
+    def publish(self, wanted: Sequence[WantedCancel]) -> None:
         self.calls.append([w.batch_id for w in wanted])
         self.wanted.extend(wanted)
         self._called()

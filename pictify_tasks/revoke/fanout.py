@@ -40,7 +40,10 @@ class Publisher(Protocol):
     """Publishes the package's cancel tasks (the seam tests replace)."""
 
     def cancels(self, wanted: Sequence[WantedCancel]) -> None:
-        """One ``pictify.cancel_batch`` per wanted cancel."""
+        """Record the cancels as wanted, then one ``pictify.cancel_batch`` per cancel."""
+
+    def publish(self, wanted: Sequence[WantedCancel]) -> None:
+        """One ``pictify.cancel_batch`` per cancel already recorded as wanted."""
 
     def starts(self, start_ids: Sequence[str]) -> None:
         """One ``pictify.cancel_start`` per start whose batch id is not known."""
