@@ -137,7 +137,13 @@ class CeleryIntegration:
                 return
             fanout = runtime.fanout
             if expired:
-                fanout.in_background(fanout.handle_revoke, [task_id], Scope.TASK, False)
+                fanout.in_background(
+                    fanout.handle_revoke,
+                    [task_id],
+                    scope=Scope.TASK,
+                    remember=False,
+                    reason=f"expired: {task_id}",
+                )
             else:
                 fanout.in_background(fanout.handle_revoke, [task_id])
 

@@ -212,3 +212,17 @@ def test_the_memo_of_handled_revokes_is_bounded(monkeypatch: pytest.MonkeyPatch)
     for task_id in ["a", "b", "c", "a"]:  # "a" was pushed out by "c": looked up again
         fan.handle_revoke([task_id])
     assert store.asked == [["a"], ["b"], ["c"], ["a"]]
+
+
+def test_in_background_passes_keyword_arguments_through() -> None:
+    fan = memory_fanout(MemoryStore(), RecordingPublisher())
+    got: list[tuple[object, ...]] = []
+    done = threading.Event()
+
+    def work(*args: object, **kwargs: object) -> None:
+        got.append((args, kwargs))
+        done.set()
+
+    fan.in_background(work, 1, reason="r")
+    assert done.wait(WAIT)
+    assert got == [((1,), {"reason": "r"})]

@@ -231,6 +231,7 @@ def test_an_expired_task_cancels_only_its_own_batches_and_is_not_remembered(
     task_revoked.send(sender=app.tasks["proj.child"], request=request, expired=True)
     drain(app)
     assert enqueued.calls == [["batch-own"]]
+    assert enqueued.wanted[0].reason == "expired: late-1"
     links = BatchLinks(frozenset({"late-1"}), frozenset({"late-1"}))
     assert runtime_for(app).store.link_batch("batch-later", links, 3600) == []
 

@@ -192,8 +192,8 @@ class Fanout:
             ]
             self._publish_or_keep(lambda: self.publisher.cancels(wanted), f"cancels of {fresh}")
 
-    def in_background(self, function: Callable[..., Any], *args: Any) -> None:
-        """Run ``function(*args)`` on this process's background thread; log, never raise.
+    def in_background(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``function(*args, **kwargs)`` on this process's background thread; log, never raise.
 
         Signal handlers run on the worker's event loop: they hand their store
         round trip and publishes to this thread and return at once.
@@ -204,7 +204,7 @@ class Fanout:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="pictify-hooks")
                 self._executor_pid = pid
             executor = self._executor
-        executor.submit(_run_logged, function, *args)
+        executor.submit(_run_logged, function, *args, **kwargs)
 
     def _publish_or_keep(self, publish: Callable[[], None], what: str) -> None:
         try:
@@ -222,6 +222,6 @@ class Fanout:
         self.backlog.keep(what, action, keep_for=keep_for)
 
 
-def _run_logged(function: Callable[..., Any], *args: Any) -> None:
+def _run_logged(function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     with logged_not_raised(logger, getattr(function, "__name__", repr(function))):
-        function(*args)
+        function(*args, **kwargs)
