@@ -46,7 +46,6 @@ class RevokeNotice:
 
     task_ids: tuple[str, ...] = ()
     stamped_headers: tuple[tuple[str, str], ...] = ()
-    terminate: bool = False
 
     def link_ids(self) -> list[str]:
         """The ids to look batches up under (stamps become their link ids)."""
@@ -66,17 +65,16 @@ def parse_control_message(body: Any) -> RevokeNotice | None:
     arguments = body.get("arguments") or {}
     if not isinstance(arguments, Mapping):
         return None
-    terminate = method == "terminate" or bool(arguments.get("terminate"))
     if method == "revoke_by_stamped_headers":
         pairs = _stamp_pairs(arguments.get("headers"))
-        return RevokeNotice(stamped_headers=pairs, terminate=terminate) if pairs else None
+        return RevokeNotice(stamped_headers=pairs) if pairs else None
     ids = arguments.get("task_id")
     if isinstance(ids, str):
         ids = [ids]
     if not isinstance(ids, (list, tuple)):
         return None
     task_ids = tuple(i for i in ids if isinstance(i, str) and i)
-    return RevokeNotice(task_ids=task_ids, terminate=terminate) if task_ids else None
+    return RevokeNotice(task_ids=task_ids) if task_ids else None
 
 
 def _stamp_pairs(headers: Any) -> tuple[tuple[str, str], ...]:
@@ -205,7 +203,7 @@ class _ListenerThread(threading.Thread):
             callbacks=[self._on_message],
         )
         with consumer:
-            logger.debug("revoke listener consuming %s", queue.name)
+            logger.info("revoke listener consuming %s", queue.name)
             self._catch_up()
             while not self.stopping.is_set():
                 try:
