@@ -23,7 +23,7 @@ from pictify_tasks.revoke.fanout import Fanout
 from pictify_tasks.settings import MEMORY_STATE_URL, PictifySettings
 from pictify_tasks.store import MemoryStore, RedisStore, StateStore
 
-__all__ = ["Runtime", "runtime_for"]
+__all__ = ["Runtime", "existing_runtime", "runtime_for"]
 
 logger = logging.getLogger("pictify_tasks")
 
@@ -149,9 +149,11 @@ class Runtime:
                 url, prefix=self.settings.state_prefix, cluster=self.settings.state_cluster
             )
         logger.warning(
-            "pictify-tasks keeps its cancel ledger in process memory because neither "
-            "pictify_state_url is set nor the broker is Redis: duplicate cancels are only "
-            "merged within one worker process. Set pictify_state_url to a Redis URL."
+            "pictify-tasks keeps its state (the cancel ledger, the batches' links) in this "
+            "process's memory: pictify_state_url is not set and the broker is not Redis. "
+            "Nothing is shared with other processes: a revoke heard in one finds no batch "
+            "started in another, and duplicate cancels are merged within one process only. "
+            "Set pictify_state_url to a Redis URL (memory:// keeps it in memory on purpose)."
         )
         return MemoryStore()
 
@@ -163,3 +165,9 @@ def runtime_for(app: Any) -> Runtime:
         if runtime is None:
             runtime = _runtimes[app] = Runtime(app)
         return runtime
+
+
+def existing_runtime(app: Any) -> Runtime | None:
+    """The runtime of ``app`` in this process if one was created (shutdown builds none)."""
+    with _runtimes_lock:
+        return _runtimes.get(app)

@@ -21,16 +21,19 @@ from celery.signals import (
     task_failure,
     task_received,
     task_revoked,
+    worker_process_shutdown,
     worker_ready,
+    worker_shutdown,
 )
 
 from pictify_tasks._guard import logged_not_raised
-from pictify_tasks._runtime import runtime_for
+from pictify_tasks._runtime import existing_runtime, runtime_for
 from pictify_tasks.cleanup import CleanupTriggers
 from pictify_tasks.errors import PictifyError
 from pictify_tasks.names import BATCH_ENDED
 from pictify_tasks.revoke.links import LINEAGE_HEADER, Scope, lineage_for_child
 from pictify_tasks.revoke.listener import RevokeListener
+from pictify_tasks.settings import MEMORY_STATE_URL
 from pictify_tasks.sweep import CancelSweep
 from pictify_tasks.tasks import TASKS
 from pictify_tasks.tasks.base import run_eagerly_in_a_loop
@@ -52,6 +55,8 @@ class CeleryIntegration:
             (task_revoked, self._on_task_revoked),
             (before_task_publish, self._on_before_task_publish),
             (worker_ready, self._on_worker_ready),
+            (worker_shutdown, self._on_worker_shutdown),
+            (worker_process_shutdown, self._on_worker_shutdown),
             (task_received, self._cleanup.on_task_received),
             (task_failure, self._cleanup.on_task_failure),
         ]
@@ -132,7 +137,13 @@ class CeleryIntegration:
                 return
             fanout = runtime.fanout
             if expired:
-                fanout.in_background(fanout.handle_revoke, [task_id], Scope.TASK, False)
+                fanout.in_background(
+                    fanout.handle_revoke,
+                    [task_id],
+                    scope=Scope.TASK,
+                    remember=False,
+                    reason=f"expired: {task_id}",
+                )
             else:
                 fanout.in_background(fanout.handle_revoke, [task_id])
 
@@ -148,11 +159,25 @@ class CeleryIntegration:
                 logger.error("pictify-tasks: the configuration is invalid: %s", error)
                 return
             logger.info("pictify-tasks: %s", settings.describe())
+            if settings.state_url in (None, MEMORY_STATE_URL):
+                _check_memory_state_fits_the_pool(getattr(sender, "pool", None))
             if not settings.api_key:
                 logger.error(
                     "pictify-tasks: no API key: every cancel will fail; set pictify_api_key "
                     "(CELERY_PICTIFY_API_KEY under Django) or PICTIFY_API_KEY"
                 )
+
+    def _on_worker_shutdown(self, **_: Any) -> None:
+        """``worker_shutdown`` / ``worker_process_shutdown``: the backlog's last try.
+
+        What the store or broker refused is tried once more; each item still
+        not done is logged as an error, so a lost revoke is never silent.
+        """
+        for app in list(self._apps):
+            with logged_not_raised(logger, "draining the backlog at shutdown"):
+                runtime = existing_runtime(app)
+                if runtime is not None:
+                    runtime.fanout.backlog.drain()
 
     def _on_before_task_publish(self, headers: Any = None, **_: Any) -> None:
         """Carry the publishing task's ancestry to the task it publishes (no I/O)."""
@@ -168,6 +193,27 @@ class CeleryIntegration:
             lineage = lineage_for_child(request, headers.get("id"))
             if lineage:
                 headers[LINEAGE_HEADER] = lineage
+
+
+def _check_memory_state_fits_the_pool(pool: Any) -> None:
+    """Shout when the state is in process memory but the pool runs tasks in other processes.
+
+    A prefork worker's main process hears revokes (listener, signal) while
+    its pool processes start batches and run cancels: with ``memory://`` they
+    share nothing, so a revoke finds no batch and duplicates are not merged.
+    """
+    from celery.concurrency.prefork import TaskPool as PreforkPool  # only workers need it
+
+    if isinstance(pool, PreforkPool):
+        logger.error(
+            "pictify-tasks: the state is in process memory, but this worker runs a prefork "
+            "pool (concurrency %s): its pool processes and its main process, which hears "
+            "revokes, share nothing, so a revoke cancels no batch a pool process started "
+            "and duplicate cancels are not merged. Set pictify_state_url to a Redis URL "
+            "(CELERY_PICTIFY_STATE_URL under Django, or PICTIFY_STATE_URL), or run the "
+            "worker with --pool threads or --pool solo",
+            getattr(pool, "limit", "?"),
+        )
 
 
 #: The consumer bootsteps ``install`` adds to an app's workers.

@@ -50,7 +50,12 @@ class CeleryPublisher:
         self._wanted_ttl = wanted_ttl
 
     def cancels(self, wanted: Sequence[WantedCancel]) -> None:
+        """Record the cancels as wanted, then publish them."""
         record_wanted(self._store(), wanted, self._wanted_ttl())
+        self.publish(wanted)
+
+    def publish(self, wanted: Sequence[WantedCancel]) -> None:
+        """Publish cancels already recorded as wanted (the sweep's re-sends)."""
         app = self._live_app()
         task = app.tasks[CANCEL_BATCH]
         with app.producer_or_acquire() as producer:

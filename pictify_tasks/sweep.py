@@ -46,7 +46,7 @@ def sweep_once(runtime: Runtime, owner: str, *, now: float | None = None) -> lis
             len(stale),
             [w.batch_id for w in stale],
         )
-        runtime.fanout.publisher.cancels(stale)
+        runtime.fanout.publisher.publish(stale)  # their wanted records are there already
     return [w.batch_id for w in stale]
 
 

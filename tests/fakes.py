@@ -12,6 +12,9 @@ from celery import Celery
 from celery._state import _task_stack
 
 import pictify_tasks
+from pictify_tasks.revoke.fanout import Fanout
+from pictify_tasks.settings import PictifySettings
+from pictify_tasks.store import StateStore
 from pictify_tasks.store.records import WantedCancel
 from pictify_tasks.testing import PictifyEmulator
 
@@ -53,12 +56,17 @@ class RecordingPublisher:
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.recorded: list[str] = []  # the batches of cancels() (record, then publish)
         self.wanted: list[WantedCancel] = []
         self.start_calls: list[list[str]] = []
         self.threads: list[str] = []
         self.called = threading.Event()
 
     def cancels(self, wanted: Sequence[WantedCancel]) -> None:
+        self.recorded.extend(w.batch_id for w in wanted)
+        self.publish(wanted)
+
+    def publish(self, wanted: Sequence[WantedCancel]) -> None:
         self.calls.append([w.batch_id for w in wanted])
         self.wanted.extend(wanted)
         self._called()
@@ -87,6 +95,12 @@ def cancelled_result(batch_id: str, **fields: Any) -> dict[str, Any]:
         "replayed": False,
         **fields,
     }
+
+
+def memory_fanout(store: StateStore, publisher: Any) -> Fanout:
+    """A fan-out on ``store`` with default settings, publishing through ``publisher``."""
+    settings = PictifySettings(state_url="memory://")
+    return Fanout(store=lambda: store, settings=lambda: settings, publisher=publisher)
 
 
 def eager_app(emulator: PictifyEmulator, **conf: Any) -> Celery:

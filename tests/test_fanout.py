@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
+from typing import Callable
 
 import pytest
 
-from pictify_tasks import PictifySettings
 from pictify_tasks.revoke.backlog import Backlog
-from pictify_tasks.revoke.fanout import Fanout
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.base import RevokedWork
 from pictify_tasks.store.records import WantedCancel
-from tests.fakes import RecordingPublisher
+from tests.fakes import RecordingPublisher, memory_fanout
+from tests.workflows import eventually
 
 WAIT = 10.0
 
@@ -34,11 +35,6 @@ class FlakyStore(MemoryStore):
         return super().revoke_ids(ids, scope, ttl)
 
 
-def fanout(store: MemoryStore, publisher: object) -> Fanout:
-    settings = PictifySettings(state_url="memory://")
-    return Fanout(store=lambda: store, settings=lambda: settings, publisher=publisher)  # type: ignore[arg-type]
-
-
 def linked(store: MemoryStore, batch_id: str, workflow_id: str) -> None:
     store.link_batch(batch_id, BatchLinks(frozenset({workflow_id}), frozenset()), 3600)
 
@@ -46,7 +42,7 @@ def linked(store: MemoryStore, batch_id: str, workflow_id: str) -> None:
 def test_a_revoke_the_store_cannot_answer_is_kept_and_done_when_it_can() -> None:
     store, publisher = FlakyStore(), RecordingPublisher()
     linked(store, "batch-1", "wf-1")
-    fan = fanout(store, publisher)
+    fan = memory_fanout(store, publisher)
     fan.backlog = Backlog(first_delay=0.01, max_delay=0.05)
     assert fan.handle_revoke(["wf-1"]) is False  # kept, not handled
     assert publisher.calls == []
@@ -71,7 +67,7 @@ class FlakyPublisher(RecordingPublisher):
 def test_a_publish_the_broker_refuses_is_kept_and_sent_later() -> None:
     store, publisher = MemoryStore(), FlakyPublisher()
     linked(store, "batch-1", "wf-1")
-    fan = fanout(store, publisher)
+    fan = memory_fanout(store, publisher)
     fan.backlog = Backlog(first_delay=0.01, max_delay=0.05)
     assert fan.cancel_ids(["wf-1"]) == ["batch-1"]
     publisher.up.set()
@@ -81,7 +77,7 @@ def test_a_publish_the_broker_refuses_is_kept_and_sent_later() -> None:
 
 def test_the_same_batch_is_published_once_within_a_few_seconds() -> None:
     store, publisher = MemoryStore(), RecordingPublisher()
-    fan = fanout(store, publisher)
+    fan = memory_fanout(store, publisher)
     fan.enqueue(["b1", "b2", "b1"])
     fan.enqueue(["b2", "b3"])
     assert publisher.calls == [["b1", "b2"], ["b3"]]
@@ -93,8 +89,140 @@ def test_a_full_backlog_drops_its_oldest_with_an_error(caplog: pytest.LogCapture
         # Hold the backlog's lock: its thread must not take items between two keeps.
         with backlog._cond:
             for n in range(3):
-                backlog.keep(f"item {n}", lambda: None)
+                backlog.keep(f"item {n}", lambda: None, keep_for=60)
             assert len(backlog) == 2
         assert "dropped item 0" in caplog.text
     finally:
         backlog.stop()
+
+
+class Steps:
+    """Actions that record their calls and fail until :attr:`up` is set."""
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.calls: list[str] = []
+
+    def action(self, name: str, *, flaky: bool = False) -> Callable[[], None]:
+        def run() -> None:
+            self.calls.append(name)
+            if flaky and not self.up.is_set():
+                raise StateStoreError("state store: ConnectionError: refused")
+
+        return run
+
+
+def test_a_round_stops_at_the_first_failure_and_keeps_the_order() -> None:
+    steps = Steps()
+    backlog = Backlog(first_delay=0.01, max_delay=0.02)
+    try:
+        backlog.keep("a", steps.action("a", flaky=True), keep_for=60)
+        backlog.keep("b", steps.action("b"), keep_for=60)
+        assert eventually(lambda: steps.calls.count("a") >= 3)
+        assert "b" not in steps.calls  # the store is still down: not asked for b
+        steps.up.set()
+        assert eventually(lambda: len(backlog) == 0)
+        assert steps.calls[-2:] == ["a", "b"] and steps.calls.count("b") == 1
+    finally:
+        backlog.stop()
+
+
+def test_an_item_past_its_deadline_is_dropped_with_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    steps, now = Steps(), [0.0]
+    backlog = Backlog(first_delay=0.01, max_delay=0.02, clock=lambda: now[0])
+    try:
+        with caplog.at_level(logging.WARNING, logger="pictify_tasks.revoke"):
+            backlog.keep("revoke of ['wf-1']", steps.action("a", flaky=True), keep_for=60)
+            assert eventually(lambda: len(steps.calls) >= 2)
+            assert len(backlog) == 1
+            now[0] = 61.0
+            assert eventually(lambda: len(backlog) == 0)
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert errors == [
+            "pictify-tasks: revoke of ['wf-1'] dropped: still not done at its deadline "
+            "(the state store or broker kept refusing it)"
+        ]
+    finally:
+        backlog.stop()
+
+
+def test_a_revoke_heard_while_others_wait_joins_them_untried_and_in_order() -> None:
+    store, publisher = FlakyStore(), RecordingPublisher()
+    linked(store, "batch-1", "wf-1")
+    linked(store, "batch-2", "wf-2")
+    fan = memory_fanout(store, publisher)
+    fan.backlog = Backlog(first_delay=300, max_delay=300)  # only drain() tries again
+    assert fan.handle_revoke(["wf-1"]) is False
+    assert fan.handle_revoke(["wf-2"]) is False
+    assert store.failures == 1  # the second was not sent to a store known to be down
+    store.up.set()
+    fan.backlog.drain()
+    assert publisher.calls == [["batch-1"], ["batch-2"]]
+
+
+def test_drain_tries_each_item_once_and_logs_each_lost_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    steps = Steps()
+    backlog = Backlog(first_delay=300, max_delay=300)
+    backlog.keep("a", steps.action("a", flaky=True), keep_for=60)
+    backlog.keep("b", steps.action("b"), keep_for=60)
+    with caplog.at_level(logging.ERROR, logger="pictify_tasks.revoke"):
+        backlog.drain()
+    assert steps.calls == ["a"]  # stopped at the first failure: the store is down
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        "pictify-tasks: a not done before the worker stopped: lost",
+        "pictify-tasks: b not done before the worker stopped: lost",
+    ]
+    assert len(backlog) == 0
+
+
+class CountingStore(MemoryStore):
+    """A store that counts the ids each ``revoke_ids`` round trip is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[list[str]] = []
+
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
+        self.asked.append(list(ids))
+        return super().revoke_ids(ids, scope, ttl)
+
+
+def test_the_same_revoke_heard_twice_is_handled_once() -> None:
+    """The task_revoked signal and the listener both hear one revoke."""
+    store, publisher = CountingStore(), RecordingPublisher()
+    linked(store, "batch-1", "wf-1")
+    fan = memory_fanout(store, publisher)
+    assert fan.handle_revoke(["wf-1"]) is True
+    assert fan.handle_revoke(["wf-1"]) is True  # heard again: nothing to do
+    assert fan.handle_revoke(["wf-1", "wf-2"]) is True  # only the new id is looked up
+    assert fan.handle_revoke(["wf-1"], Scope.TASK, False) is True  # another reading: done
+    assert store.asked == [["wf-1"], ["wf-2"], ["wf-1"]]
+    assert publisher.calls == [["batch-1"]]
+
+
+def test_the_memo_of_handled_revokes_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pictify_tasks.revoke.fanout.HANDLED_MEMO", 2)
+    store = CountingStore()
+    fan = memory_fanout(store, RecordingPublisher())
+    for task_id in ["a", "b", "c", "a"]:  # "a" was pushed out by "c": looked up again
+        fan.handle_revoke([task_id])
+    assert store.asked == [["a"], ["b"], ["c"], ["a"]]
+
+
+def test_in_background_passes_keyword_arguments_through() -> None:
+    fan = memory_fanout(MemoryStore(), RecordingPublisher())
+    got: list[tuple[object, ...]] = []
+    done = threading.Event()
+
+    def work(*args: object, **kwargs: object) -> None:
+        got.append((args, kwargs))
+        done.set()
+
+    fan.in_background(work, 1, reason="r")
+    assert done.wait(WAIT)
+    assert got == [((1,), {"reason": "r"})]

@@ -15,11 +15,20 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery.app.task import Context
-from celery.signals import before_task_publish, task_revoked
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.concurrency.thread import TaskPool as ThreadsPool
+from celery.signals import (
+    before_task_publish,
+    task_revoked,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 import pictify_tasks
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.integration import install, integration, uninstall
+from pictify_tasks.revoke.backlog import Backlog
 from pictify_tasks.revoke.links import (
     LINEAGE_HEADER,
     MAX_LINEAGE,
@@ -52,7 +61,8 @@ def bare_app() -> Iterator[Celery]:
     app.close()
 
 
-SIGNALS = [task_revoked, before_task_publish]
+SIGNALS = [task_revoked, before_task_publish, worker_shutdown, worker_process_shutdown]
+ALL = [1] * len(SIGNALS)
 
 
 def connected(signal: Any) -> int:
@@ -109,14 +119,14 @@ def test_signals_are_connected_while_any_app_is_installed() -> None:
     try:
         install(first)
         install(second)
-        assert [connected(signal) for signal in SIGNALS] == [1, 1]
+        assert [connected(signal) for signal in SIGNALS] == ALL
         uninstall(first)
-        assert [connected(signal) for signal in SIGNALS] == [1, 1]
+        assert [connected(signal) for signal in SIGNALS] == ALL
         uninstall(second)
         expected = 1 if others_installed(first, second) else 0
-        assert [connected(signal) for signal in SIGNALS] == [expected, expected]
+        assert [connected(signal) for signal in SIGNALS] == [expected] * len(SIGNALS)
         install(first)
-        assert [connected(signal) for signal in SIGNALS] == [1, 1]
+        assert [connected(signal) for signal in SIGNALS] == ALL
     finally:
         uninstall(first)
         uninstall(second)
@@ -129,7 +139,7 @@ def test_installing_twice_is_harmless(app: Celery) -> None:
     install(app)
     assert app.tasks["pictify.cancel_batch"] is task
     assert sum(1 for step in app.steps["consumer"] if step is RevokeListener) == 1
-    assert [connected(signal) for signal in SIGNALS] == [1, 1]
+    assert [connected(signal) for signal in SIGNALS] == ALL
     uninstall(app)  # one uninstall undoes both installs
     assert not integration.installed(app)
     assert RevokeListener not in app.steps["consumer"]
@@ -140,7 +150,7 @@ def test_uninstalling_an_app_that_is_not_installed_keeps_the_others_hooks(
 ) -> None:
     uninstall(bare_app)
     assert integration.installed(app)
-    assert [connected(signal) for signal in SIGNALS] == [1, 1]
+    assert [connected(signal) for signal in SIGNALS] == ALL
     assert RevokeListener in app.steps["consumer"]
 
 
@@ -221,6 +231,7 @@ def test_an_expired_task_cancels_only_its_own_batches_and_is_not_remembered(
     task_revoked.send(sender=app.tasks["proj.child"], request=request, expired=True)
     drain(app)
     assert enqueued.calls == [["batch-own"]]
+    assert enqueued.wanted[0].reason == "expired: late-1"
     links = BatchLinks(frozenset({"late-1"}), frozenset({"late-1"}))
     assert runtime_for(app).store.link_batch("batch-later", links, 3600) == []
 
@@ -309,6 +320,60 @@ def test_task_revoked_without_sender_or_request_is_ignored_quietly(
 
 
 # -- the before_task_publish handler ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signal", [worker_shutdown, worker_process_shutdown])
+def test_at_shutdown_the_backlog_is_tried_once_and_what_is_lost_is_logged(
+    app: Celery, signal: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fanout = runtime_for(app).fanout
+    fanout.backlog = Backlog(first_delay=300, max_delay=300)  # its thread never gets to it
+    done: list[str] = []
+
+    def refused() -> None:
+        raise ConnectionError("store down")
+
+    fanout.backlog.keep("revoke of ['wf-1']", lambda: done.append("wf-1"), keep_for=60)
+    fanout.backlog.keep("revoke of ['wf-2']", refused, keep_for=60)
+    with caplog.at_level(logging.ERROR, logger="pictify_tasks.revoke"):
+        signal.send(sender=None, pid=1, exitcode=0)
+    assert done == ["wf-1"]
+    lost = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert lost == ["pictify-tasks: revoke of ['wf-2'] not done before the worker stopped: lost"]
+    assert len(fanout.backlog) == 0
+
+
+class FakeConsumer:
+    """What ``worker_ready`` is sent by: a worker's consumer, with its app and pool."""
+
+    def __init__(self, app: Celery, pool: Any) -> None:
+        self.app = app
+        self.pool = pool
+
+
+@pytest.mark.parametrize(
+    ("state_url", "pool", "shouts"),
+    [
+        ("memory://", PreforkPool(2), True),
+        ("memory://", PreforkPool(1), True),  # the main process still hears the revokes
+        ("memory://", ThreadsPool(4), False),
+        ("redis://127.0.0.1:1/0", PreforkPool(2), False),
+    ],
+    ids=["memory-prefork-2", "memory-prefork-1", "memory-threads", "redis-prefork"],
+)
+def test_at_worker_ready_memory_state_under_a_prefork_pool_is_an_error(
+    app: Celery, state_url: str, pool: Any, shouts: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.conf.pictify_state_url = state_url
+    runtime_for(app).reload()
+    with caplog.at_level(logging.INFO, logger="pictify_tasks.integration"):
+        worker_ready.send(sender=FakeConsumer(app, pool))
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    prefork = [e for e in errors if "prefork" in e]
+    assert len(prefork) == (1 if shouts else 0)
+    if shouts:
+        assert "Set pictify_state_url to a Redis URL" in prefork[0]
+        assert f"concurrency {pool.limit}" in prefork[0]
 
 
 def test_outside_a_task_headers_are_left_alone(app: Celery) -> None:

@@ -42,7 +42,7 @@ def _parsed(body: Any) -> RevokeNotice:
 
 def test_revoke_of_one_id() -> None:
     notice = _parsed(_python_revoke("x"))
-    assert notice == RevokeNotice(task_ids=("x",), terminate=False)
+    assert notice == RevokeNotice(task_ids=("x",))
     assert notice.link_ids() == ["x"]
 
 
@@ -50,14 +50,12 @@ def test_revoke_of_a_list_of_ids_keeps_their_order() -> None:
     notice = _parsed(_python_revoke(["c", "a", "b"]))
     assert notice.task_ids == ("c", "a", "b")
     assert notice.stamped_headers == ()
-    assert notice.terminate is False
     assert notice.link_ids() == ["c", "a", "b"]
 
 
 def test_revoke_with_terminate() -> None:
     notice = _parsed(_python_revoke(["x"], terminate=True, signal="SIGKILL"))
-    assert notice.terminate is True
-    assert notice.task_ids == ("x",)
+    assert notice == RevokeNotice(task_ids=("x",))  # the same batches as a plain revoke
 
 
 def test_revoke_addressed_to_another_worker_is_still_parsed() -> None:
@@ -72,22 +70,21 @@ def test_revoke_with_a_ticket_and_reply_to() -> None:
     body["reply_to"] = {"exchange": "reply.celery.pidbox", "routing_key": "abc"}
     notice = _parsed(body)
     assert notice.task_ids == ("x", "y")
-    assert notice.terminate is False
 
 
 def test_revoke_from_the_cli_has_no_terminate_key() -> None:
     notice = _parsed({"method": "revoke", "arguments": {"task_id": ["a", "b"]}})
-    assert notice == RevokeNotice(task_ids=("a", "b"), terminate=False)
+    assert notice == RevokeNotice(task_ids=("a", "b"))
 
 
 def test_terminate_from_the_cli_is_a_terminating_revoke() -> None:
     notice = _parsed({"method": "terminate", "arguments": {"signal": "KILL", "task_id": ["a"]}})
-    assert notice == RevokeNotice(task_ids=("a",), terminate=True)
+    assert notice == RevokeNotice(task_ids=("a",))
 
 
 def test_terminate_with_one_id_as_a_string() -> None:
     notice = _parsed({"method": "terminate", "arguments": {"signal": "TERM", "task_id": "a"}})
-    assert notice.task_ids == ("a",) and notice.terminate is True
+    assert notice.task_ids == ("a",)
 
 
 def test_revoke_drops_ids_that_are_not_strings_or_are_empty() -> None:
@@ -117,7 +114,6 @@ def test_revoke_by_stamped_headers_with_one_value() -> None:
     notice = _parsed(_stamped({"k": "v"}))
     assert notice.task_ids == ()
     assert notice.stamped_headers == (("k", "v"),)
-    assert notice.terminate is False
     assert notice.link_ids() == [stamp_link_id("k", "v")]
 
 
@@ -138,14 +134,13 @@ def test_revoke_by_stamped_headers_with_several_headers() -> None:
 
 
 def test_revoke_by_stamped_headers_with_terminate() -> None:
-    assert _parsed(_stamped({"k": "v"}, terminate=True)).terminate is True
+    assert _parsed(_stamped({"k": "v"}, terminate=True)).stamped_headers == (("k", "v"),)
 
 
 def test_revoke_by_stamped_headers_from_the_cli() -> None:
     body = {"method": "revoke_by_stamped_headers", "arguments": {"headers": ["k=v", "k2=v2"]}}
     notice = _parsed(body)
     assert notice.stamped_headers == (("k", "v"), ("k2", "v2"))
-    assert notice.terminate is False
     assert notice.link_ids() == [stamp_link_id("k", "v"), stamp_link_id("k2", "v2")]
 
 
@@ -254,7 +249,7 @@ def test_what_celery_itself_broadcasts_parses() -> None:
         app.close()
     assert len(bodies) == 4, bodies
     revoke, stamped, terminate, ping = (parse_control_message(body) for body in bodies)
-    assert revoke == RevokeNotice(task_ids=("a", "b"), terminate=True)
+    assert revoke == RevokeNotice(task_ids=("a", "b"))
     assert stamped == RevokeNotice(stamped_headers=(("k", "v1"), ("k", "v2")))
-    assert terminate == RevokeNotice(task_ids=("c",), terminate=True)
+    assert terminate == RevokeNotice(task_ids=("c",))
     assert ping is None

@@ -1,27 +1,54 @@
-"""The listener thread: catch-up from the worker's own revoked set, and failures kept in."""
+"""The listener thread: catch-up from the worker's own revoked ids and stamps, and failures
+kept in."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Callable
+from collections.abc import Iterator
+from typing import Callable, NamedTuple
 
 import pytest
 from celery import Celery
 from celery.worker import state
 
-from pictify_tasks.revoke.links import stamp_link_id
+from pictify_tasks.revoke.links import BatchLinks, Scope, stamp_link_id
 from pictify_tasks.revoke.listener import _ListenerThread
+from pictify_tasks.store import MemoryStore
+from tests.fakes import RecordingPublisher, memory_fanout
 
 
-def listener(on_ids: Callable[[list[str]], object]) -> _ListenerThread:
+class Heard(NamedTuple):
+    ids: list[str]
+    scope: Scope | None
+    remember: bool
+    reason: str | None
+
+
+def listener(
+    on_ids: Callable[[list[str]], object], calls: list[Heard] | None = None
+) -> _ListenerThread:
     """A listener thread (not started) whose handler records the ids and says "handled"."""
 
-    def handled(ids: list[str]) -> bool:
+    def handled(
+        ids: list[str], scope: Scope | None = None, remember: bool = True, reason: str | None = None
+    ) -> bool:
         on_ids(ids)
+        if calls is not None:
+            calls.append(Heard(ids, scope, remember, reason))
         return True
 
     return _ListenerThread(Celery("catch-up", set_as_current=False), "node", handled)
+
+
+@pytest.fixture
+def revoked_stamps() -> Iterator[dict[str, object]]:
+    """The worker's revoked stamps, emptied again after the test."""
+    saved = dict(state.revoked_stamps)
+    state.revoked_stamps.clear()
+    yield state.revoked_stamps
+    state.revoked_stamps.clear()
+    state.revoked_stamps.update(saved)
 
 
 def revoke_message(*task_ids: str) -> dict[str, object]:
@@ -36,12 +63,77 @@ def test_catch_up_handles_the_workers_revoked_ids_once() -> None:
         state.revoked.add(task_id)
     try:
         thread._catch_up()
-        assert len(heard) == 1 and set(missed) <= set(heard[0])
+        assert [ids for ids in heard if ids[0] in missed] == [[i] for i in missed]
+        count = len(heard)
         thread._catch_up()  # nothing new: nothing handled twice
-        assert len(heard) == 1
+        assert len(heard) == count
     finally:
         for task_id in missed:
             state.revoked.discard(task_id)
+
+
+def test_catch_up_handles_an_id_in_task_scope_without_remembering_it() -> None:
+    """The worker's state does not say how an id was revoked (an expiry is there too)."""
+    task_id = f"missed-{uuid.uuid4().hex}"
+    calls: list[Heard] = []
+    thread = listener(lambda ids: None, calls)
+    state.revoked.add(task_id)
+    try:
+        thread._catch_up()
+    finally:
+        state.revoked.discard(task_id)
+    assert Heard([task_id], Scope.TASK, False, f"catch-up: {task_id}") in calls
+
+
+def test_catch_up_with_a_real_fanout_cancels_only_the_tasks_own_batches_and_forgets_it() -> None:
+    store, publisher = MemoryStore(), RecordingPublisher()
+    task_id = f"missed-{uuid.uuid4().hex}"
+    # "own" was started by the task; "child" only belongs to its workflow
+    store.link_batch("own", BatchLinks(frozenset({task_id}), frozenset({task_id})), 3600)
+    store.link_batch("child", BatchLinks(frozenset({task_id}), frozenset()), 3600)
+    thread = _ListenerThread(
+        Celery("catch-up", set_as_current=False),
+        "node",
+        memory_fanout(store, publisher).handle_revoke,
+    )
+    state.revoked.add(task_id)
+    try:
+        thread._catch_up()
+    finally:
+        state.revoked.discard(task_id)
+    assert publisher.calls == [["own"]]
+    assert publisher.wanted[0].reason == f"catch-up: {task_id}"
+    later = BatchLinks(frozenset({task_id}), frozenset({task_id}))
+    assert store.link_batch("later", later, 3600) == []  # not remembered as revoked
+
+
+def test_catch_up_handles_the_workers_revoked_stamps(revoked_stamps: dict[str, object]) -> None:
+    revoked_stamps.update({"k": ["v1", "v2"], "one": "x"})
+    calls: list[Heard] = []
+    thread = listener(lambda ids: None, calls)
+    thread._catch_up()
+    stamped = [c for c in calls if c.ids[0].startswith("stamp:")]
+    assert stamped == [
+        Heard([stamp_link_id("k", "v1")], Scope.TASK, False, "catch-up: stamp k=v1"),
+        Heard([stamp_link_id("k", "v2")], Scope.TASK, False, "catch-up: stamp k=v2"),
+        Heard([stamp_link_id("one", "x")], Scope.TASK, False, "catch-up: stamp one=x"),
+    ]
+    calls.clear()
+    thread._catch_up()  # nothing new: nothing handled twice
+    assert [c for c in calls if c.ids[0].startswith("stamp:")] == []
+
+
+def test_a_stamp_heard_on_the_wire_is_not_handled_again_by_catch_up(
+    revoked_stamps: dict[str, object],
+) -> None:
+    heard: list[list[str]] = []
+    thread = listener(heard.append)
+    thread._on_message(
+        {"method": "revoke_by_stamped_headers", "arguments": {"headers": {"k": "v"}}}, None
+    )
+    revoked_stamps["k"] = ["v"]
+    thread._catch_up()
+    assert [ids for ids in heard if stamp_link_id("k", "v") in ids] == [[stamp_link_id("k", "v")]]
 
 
 def test_ids_heard_on_the_wire_are_not_handled_again_by_catch_up() -> None:
@@ -91,7 +183,7 @@ def test_a_revoke_kept_for_later_is_not_marked_seen() -> None:
     """When the store was down the fan-out keeps it; the catch-up may try it again too."""
     calls: list[list[str]] = []
 
-    def kept(ids: list[str]) -> bool:
+    def kept(ids: list[str], *_: object) -> bool:
         calls.append(ids)
         return False
 

@@ -28,8 +28,40 @@ def test_a_wanted_cancel_with_no_task_on_it_is_sent_again_with_its_first_ask() -
     later = time.time() + 60  # one interval on
     assert sweep_once(runtime, "worker-a", now=later) == ["b1"]
     assert publisher.wanted == [WantedCancel("b1", asked, "revoked: wf")]
-    # not again within the next interval, and never by a second sweeper meanwhile
-    assert sweep_once(runtime, "worker-b", now=later + 40) == []
+    assert publisher.recorded == []  # published only: its wanted record is there already
+    # not again within the next interval, but once that is over, again
+    assert sweep_once(runtime, "worker-a", now=later + 10) == []
+    assert sweep_once(runtime, "worker-a", now=later + 40) == ["b1"]
+    # a second sweeper gets nothing while the first holds the lock, though b1 is due again
+    assert sweep_once(runtime, "worker-b", now=later + 80) == []
+    assert sweep_once(runtime, "worker-a", now=later + 80) == ["b1"]
+    app.close()
+
+
+def test_a_batch_past_its_max_runtime_is_cancelled_once() -> None:
+    app, publisher = app_with_publisher()
+    runtime = runtime_for(app)
+    now = time.time()
+    runtime.store.set_deadline("late", now - 1, 7200)
+    runtime.store.set_deadline("early", now + 3600, 7200)
+    assert sweep_once(runtime, "worker-a", now=now) == []  # nothing stale: it returns those
+    assert publisher.calls == [["late"]]
+    assert publisher.recorded == ["late"]  # a new cancel: recorded as wanted, then published
+    assert publisher.wanted[0].reason == "max_runtime: late ran past its deadline"
+    sweep_once(runtime, "worker-a", now=now + 1)
+    assert publisher.calls == [["late"]]  # its deadline was taken: not cancelled again
+    app.close()
+
+
+def test_the_publisher_records_a_new_cancel_and_publishes_a_re_send_without_recording() -> None:
+    app = memory_app("publisher-test")
+    runtime = runtime_for(app)
+    publisher = runtime.fanout.publisher
+    now = time.time()
+    publisher.publish([WantedCancel("re-sent", now, "")])
+    publisher.cancels([WantedCancel("new", now, "")])
+    wanted = runtime.store.take_stale_wanted(now + 3600, now + 3600, 10)
+    assert [w.batch_id for w in wanted] == ["new"]
     app.close()
 
 

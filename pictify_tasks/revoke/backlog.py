@@ -1,9 +1,12 @@
 """Work the revoke side could not do yet (store or broker down), kept and tried again.
 
 A revoke heard while Redis is unreachable must not be lost: it is kept here,
-in the worker, and tried again with backoff until it succeeds. The backlog is
-bounded; when it is full the oldest item is dropped with an error in the log
-(the sweep and the listener's catch-up are the lines behind it).
+in the worker, and tried again with backoff, in the order it came. A round
+stops at the first failure (the store is still down: do not hammer it). The
+backlog is bounded, and an item not done by its deadline is dropped; both
+drops are logged as errors, never silent (the sweep and the listener's
+catch-up are the lines behind it). At worker shutdown :meth:`Backlog.drain`
+tries what is left once and logs each item that is lost.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable
 
 from pictify_tasks.backoff import backoff_delay
@@ -25,8 +30,15 @@ MAX_DELAY = 10.0
 MAX_ITEMS = 10_000
 
 
+@dataclass(frozen=True, eq=False)
+class _Item:
+    what: str
+    action: Callable[[], object]
+    deadline: float
+
+
 class Backlog:
-    """A bounded queue of (what, action) retried on a thread of its own until each succeeds."""
+    """A bounded queue of actions retried in order on a thread of its own until each succeeds."""
 
     def __init__(
         self,
@@ -34,12 +46,15 @@ class Backlog:
         max_items: int = MAX_ITEMS,
         first_delay: float = FIRST_DELAY,
         max_delay: float = MAX_DELAY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._items: deque[tuple[str, Callable[[], object]]] = deque()
+        self._items: deque[_Item] = deque()
         self._max_items = max_items
         self._first_delay = first_delay
         self._max_delay = max_delay
+        self._clock = clock
         self._cond = threading.Condition()
+        self._round_lock = threading.Lock()  # one round at a time: the thread's or drain's
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._stopping = threading.Event()
@@ -48,16 +63,20 @@ class Backlog:
         with self._cond:
             return len(self._items)
 
-    def keep(self, what: str, action: Callable[[], object]) -> None:
-        """Keep ``action`` to run again later (``what`` names it in the log)."""
+    def keep(self, what: str, action: Callable[[], object], *, keep_for: float) -> None:
+        """Keep ``action`` to run again, for at most ``keep_for`` seconds (``what`` names it)."""
         with self._cond:
-            if len(self._items) >= self._max_items:
-                dropped, _ = self._items.popleft()
-                logger.error("pictify-tasks: backlog full, dropped %s", dropped)
-            self._items.append((what, action))
-            self._cond.notify_all()
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+            if self._pid != os.getpid():
+                # Forked: what is kept belongs to the parent, which does it.
+                self._items.clear()
                 self._pid = os.getpid()
+                self._thread = None
+            if len(self._items) >= self._max_items:
+                dropped = self._items.popleft()
+                logger.error("pictify-tasks: backlog full, dropped %s", dropped.what)
+            self._items.append(_Item(what, action, self._clock() + keep_for))
+            self._cond.notify_all()
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="pictify-backlog", daemon=True
                 )
@@ -68,33 +87,59 @@ class Backlog:
         with self._cond:
             self._cond.notify_all()
 
+    def drain(self) -> None:
+        """At shutdown: stop retrying, try what is left once, log each item that is lost."""
+        self.stop()
+        with self._round_lock:
+            self._round()
+            with self._cond:
+                lost = list(self._items)
+                self._items.clear()
+        for item in lost:
+            logger.error("pictify-tasks: %s not done before the worker stopped: lost", item.what)
+
     def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             with self._cond:
                 while not self._items and not self._stopping.is_set():
                     self._cond.wait()
-                batch = list(self._items)
-                self._items.clear()
             wait = backoff_delay(
                 failures + 1, base=self._first_delay, cap=self._max_delay, jitter=0.5
             )
             if self._stopping.wait(wait):
                 return
-            still = self._try(batch)
-            failures = failures + 1 if still else 0
-            with self._cond:
-                self._items.extendleft(reversed(still))
+            with self._round_lock:
+                failures = 0 if self._round() else failures + 1
 
-    def _try(
-        self, batch: list[tuple[str, Callable[[], object]]]
-    ) -> list[tuple[str, Callable[[], object]]]:
-        still = []
-        for what, action in batch:
+    def _round(self) -> bool:
+        """Do the items in order, dropping those past their deadline; stop at a failure.
+
+        Returns whether the backlog was emptied.
+        """
+        while True:
+            with self._cond:
+                self._drop_expired()
+                if not self._items:
+                    return True
+                item = self._items[0]
             try:
-                action()
-                logger.info("pictify-tasks: %s done after a retry", what)
+                item.action()
             except Exception as exc:
-                logger.warning("pictify-tasks: %s failed again (%s); kept", what, exc)
-                still.append((what, action))
-        return still
+                logger.warning("pictify-tasks: %s failed again (%s); kept", item.what, exc)
+                return False
+            logger.info("pictify-tasks: %s done after a retry", item.what)
+            with self._cond:
+                if self._items and self._items[0] is item:  # not dropped by a full backlog
+                    self._items.popleft()
+
+    def _drop_expired(self) -> None:
+        now = self._clock()
+        expired = [item for item in self._items if item.deadline < now]
+        for item in expired:
+            self._items.remove(item)
+            logger.error(
+                "pictify-tasks: %s dropped: still not done at its deadline "
+                "(the state store or broker kept refusing it)",
+                item.what,
+            )

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Protocol
@@ -31,13 +32,18 @@ logger = logging.getLogger("pictify_tasks.revoke")
 
 #: A batch whose cancel this process enqueued this recently is not enqueued again.
 RECENT_SECONDS = 10.0
+#: How many revokes (id, scope, remember) :meth:`Fanout.handle_revoke` remembers handling.
+HANDLED_MEMO = 1024
 
 
 class Publisher(Protocol):
     """Publishes the package's cancel tasks (the seam tests replace)."""
 
     def cancels(self, wanted: Sequence[WantedCancel]) -> None:
-        """One ``pictify.cancel_batch`` per wanted cancel."""
+        """Record the cancels as wanted, then one ``pictify.cancel_batch`` per cancel."""
+
+    def publish(self, wanted: Sequence[WantedCancel]) -> None:
+        """One ``pictify.cancel_batch`` per cancel already recorded as wanted."""
 
     def starts(self, start_ids: Sequence[str]) -> None:
         """One ``pictify.cancel_start`` per start whose batch id is not known."""
@@ -64,6 +70,7 @@ class Fanout:
         self._clock = clock
         self._lock = threading.Lock()
         self._recent: dict[str, float] = {}
+        self._handled: OrderedDict[tuple[str, Scope | None, bool], None] = OrderedDict()
         self._executor: ThreadPoolExecutor | None = None
         self._executor_pid = 0
         self.backlog = Backlog()
@@ -112,19 +119,50 @@ class Fanout:
     ) -> bool:
         """:meth:`cancel_ids`, or keep the ids to try again when it fails; never raises.
 
-        Returns whether the revoke was handled now (``False``: kept for later).
+        An id this process handled (or kept) already in the same scope is
+        skipped: the signal and the listener both hear one revoke. While
+        earlier revokes wait in the backlog (the store is down) this one
+        joins them at the back, untried: their order is kept and the store
+        is not asked again for each. Returns whether the revoke was handled
+        now (``False``: kept for later).
         """
+        fresh = self._first_time(ids, scope, remember)
+        if not fresh:
+            return True
 
         def cancel() -> None:
-            self.cancel_ids(ids, scope, remember=remember, reason=reason)
+            self.cancel_ids(fresh, scope, remember=remember, reason=reason)
 
+        if len(self.backlog):
+            logger.info("revoke of %s kept behind the ones waiting for the store", fresh)
+            self._keep(f"revoke of {fresh}", cancel)
+            return False
         try:
             cancel()
             return True
         except Exception as exc:
-            logger.warning("revoke of %s kept to try again: %s", list(ids), exc)
-            self.backlog.keep(f"revoke of {list(ids)}", cancel)
+            logger.warning("revoke of %s kept to try again: %s", fresh, exc)
+            self._keep(f"revoke of {fresh}", cancel)
             return False
+
+    def _first_time(self, ids: Sequence[str], scope: Scope | None, remember: bool) -> list[str]:
+        """The ids not handled yet with this scope and ``remember``; now marked handled.
+
+        Marked before they are handled: one that fails is kept in the backlog,
+        which does it, so it is not handled again either.
+        """
+        fresh = []
+        with self._lock:
+            for task_id in dict.fromkeys(ids):
+                key = (task_id, scope, remember)
+                if key in self._handled:
+                    self._handled.move_to_end(key)
+                else:
+                    self._handled[key] = None
+                    fresh.append(task_id)
+            while len(self._handled) > HANDLED_MEMO:
+                self._handled.popitem(last=False)
+        return fresh
 
     def enqueue(
         self,
@@ -154,8 +192,8 @@ class Fanout:
             ]
             self._publish_or_keep(lambda: self.publisher.cancels(wanted), f"cancels of {fresh}")
 
-    def in_background(self, function: Callable[..., Any], *args: Any) -> None:
-        """Run ``function(*args)`` on this process's background thread; log, never raise.
+    def in_background(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``function(*args, **kwargs)`` on this process's background thread; log, never raise.
 
         Signal handlers run on the worker's event loop: they hand their store
         round trip and publishes to this thread and return at once.
@@ -166,16 +204,24 @@ class Fanout:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="pictify-hooks")
                 self._executor_pid = pid
             executor = self._executor
-        executor.submit(_run_logged, function, *args)
+        executor.submit(_run_logged, function, *args, **kwargs)
 
     def _publish_or_keep(self, publish: Callable[[], None], what: str) -> None:
         try:
             publish()
         except Exception as exc:
             logger.warning("publishing %s failed, kept to try again: %s", what, exc)
-            self.backlog.keep(f"publishing {what}", publish)
+            self._keep(f"publishing {what}", publish)
+
+    def _keep(self, what: str, action: Callable[[], object]) -> None:
+        """Keep ``action`` in the backlog until a cancel asked now would be past its deadline."""
+        try:
+            keep_for = self._settings().cancel_deadline
+        except Exception:  # settings that cannot be read must not lose the work
+            keep_for = PictifySettings.cancel_deadline
+        self.backlog.keep(what, action, keep_for=keep_for)
 
 
-def _run_logged(function: Callable[..., Any], *args: Any) -> None:
+def _run_logged(function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     with logged_not_raised(logger, getattr(function, "__name__", repr(function))):
-        function(*args)
+        function(*args, **kwargs)

@@ -18,7 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Protocol
 
 from kombu.entity import Queue
 from kombu.messaging import Consumer
@@ -27,7 +27,7 @@ from pictify_tasks._guard import logged_not_raised
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks._steps import ThreadStep
 from pictify_tasks.backoff import backoff_delay
-from pictify_tasks.revoke.links import stamp_link_ids
+from pictify_tasks.revoke.links import Scope, stamp_link_id, stamp_link_ids
 from pictify_tasks.triggers import Trigger
 
 __all__ = ["RevokeListener", "RevokeNotice", "parse_control_message"]
@@ -46,7 +46,6 @@ class RevokeNotice:
 
     task_ids: tuple[str, ...] = ()
     stamped_headers: tuple[tuple[str, str], ...] = ()
-    terminate: bool = False
 
     def link_ids(self) -> list[str]:
         """The ids to look batches up under (stamps become their link ids)."""
@@ -66,17 +65,16 @@ def parse_control_message(body: Any) -> RevokeNotice | None:
     arguments = body.get("arguments") or {}
     if not isinstance(arguments, Mapping):
         return None
-    terminate = method == "terminate" or bool(arguments.get("terminate"))
     if method == "revoke_by_stamped_headers":
         pairs = _stamp_pairs(arguments.get("headers"))
-        return RevokeNotice(stamped_headers=pairs, terminate=terminate) if pairs else None
+        return RevokeNotice(stamped_headers=pairs) if pairs else None
     ids = arguments.get("task_id")
     if isinstance(ids, str):
         ids = [ids]
     if not isinstance(ids, (list, tuple)):
         return None
     task_ids = tuple(i for i in ids if isinstance(i, str) and i)
-    return RevokeNotice(task_ids=task_ids, terminate=terminate) if task_ids else None
+    return RevokeNotice(task_ids=task_ids) if task_ids else None
 
 
 def _stamp_pairs(headers: Any) -> tuple[tuple[str, str], ...]:
@@ -91,6 +89,19 @@ def _stamp_pairs(headers: Any) -> tuple[tuple[str, str], ...]:
             values = value if isinstance(value, (list, tuple, set)) else [value]
             pairs.extend((str(name), str(item)) for item in values)
     return tuple(pairs)
+
+
+class RevokeHandler(Protocol):
+    """What the listener hands a revoke to (the fan-out's ``handle_revoke``)."""
+
+    def __call__(
+        self,
+        ids: list[str],
+        scope: Scope | None = None,
+        remember: bool = True,
+        reason: str | None = None,
+    ) -> bool:
+        """Handle the revoke of ``ids``; ``False`` when it was kept for later."""
 
 
 class _SeenIds:
@@ -111,15 +122,24 @@ class _SeenIds:
         return [task_id for task_id in ids if task_id not in self._ids]
 
 
-def _worker_revoked_ids() -> list[str]:
-    """The ids this worker process knows as revoked (including from ``--statedb``)."""
+def _worker_revoked() -> list[tuple[str, str]]:
+    """(link id, what names it) of each id and stamp this worker process knows as revoked.
+
+    Task ids come from ``state.revoked`` (including those loaded from
+    ``--statedb``), stamps from ``state.revoked_stamps``.
+    """
     from celery.worker import state
 
-    for _ in range(3):  # the worker's loop may add to the set while we copy it
+    for _ in range(3):  # the worker's loop may change them while we copy them
         try:
-            return [i for i in list(state.revoked) if isinstance(i, str)]
+            ids = [(i, i) for i in list(state.revoked) if isinstance(i, str) and i]
+            stamps = list(state.revoked_stamps.items())
         except RuntimeError:
             continue
+        for name, value in stamps:
+            values = value if isinstance(value, (list, tuple, set)) else [value]
+            ids.extend((stamp_link_id(name, v), f"stamp {name}={v}") for v in values)
+        return ids
     return []
 
 
@@ -127,12 +147,14 @@ class _ListenerThread(threading.Thread):
     """Consumes the control exchange on its own connection; reconnects on errors.
 
     Broadcasts are not stored: one sent while this connection was down is
-    lost to it. So on every (re)connect it also handles the ids the worker
-    itself knows as revoked and it has not seen, which covers that gap and
-    revokes loaded from the worker's ``--statedb``.
+    lost to it. So on every (re)connect it also handles the ids and stamps
+    the worker itself knows as revoked and it has not seen, which covers that
+    gap and revokes loaded from the worker's ``--statedb``. The worker's state
+    does not say how they were revoked (a revoke, an expiry), so each is
+    handled in task scope and not remembered: the narrowest reading.
     """
 
-    def __init__(self, app: Any, hostname: str, on_notice: Callable[[list[str]], bool]) -> None:
+    def __init__(self, app: Any, hostname: str, on_notice: RevokeHandler) -> None:
         super().__init__(name="pictify-revoke-listener", daemon=True)
         self._app = app
         self._hostname = hostname
@@ -181,7 +203,7 @@ class _ListenerThread(threading.Thread):
             callbacks=[self._on_message],
         )
         with consumer:
-            logger.debug("revoke listener consuming %s", queue.name)
+            logger.info("revoke listener consuming %s", queue.name)
             self._catch_up()
             while not self.stopping.is_set():
                 try:
@@ -190,9 +212,12 @@ class _ListenerThread(threading.Thread):
                     connection.heartbeat_check()
 
     def _catch_up(self) -> None:
-        missed = self._seen.unseen(_worker_revoked_ids())
-        if missed:
-            self._handle(RevokeNotice(task_ids=tuple(missed)))
+        known = dict(_worker_revoked())
+        for link_id in self._seen.unseen(known):
+            with logged_not_raised(logger, f"catching up on {known[link_id]}"):
+                reason = f"catch-up: {known[link_id]}"
+                if self._on_notice([link_id], Scope.TASK, False, reason):
+                    self._seen.add([link_id])
 
     def _on_message(self, body: Any, message: Any) -> None:
         with logged_not_raised(logger, "reading a control message"):
@@ -204,8 +229,9 @@ class _ListenerThread(threading.Thread):
         with logged_not_raised(logger, f"handling {notice}"):
             # Seen only once handled: a revoke kept for later (the store was
             # down) is handled again by the catch-up after a reconnect too.
-            if self._on_notice(notice.link_ids()):
-                self._seen.add(notice.task_ids)
+            link_ids = notice.link_ids()
+            if self._on_notice(link_ids):
+                self._seen.add(link_ids)
 
 
 class RevokeListener(ThreadStep):
