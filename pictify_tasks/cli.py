@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from celery import current_app
+from celery.exceptions import TimeoutError as ResultTimeout
 
 from pictify_tasks._runtime import Runtime, runtime_for
 from pictify_tasks.cli_support import (
@@ -95,7 +96,7 @@ def _wait(result: Any, timeout: float) -> tuple[bool, Any]:
     with cli_errors():
         try:
             value = result.get(timeout=timeout, propagate=False)
-        except TimeoutError:
+        except ResultTimeout:  # Celery's own, not the builtin TimeoutError
             return False, f"no result within {timeout:g} s (is a worker consuming its queue?)"
         except NotImplementedError as exc:  # Celery's DisabledBackend
             raise CliError(ExitCode.CONFIG, f"--wait needs a result backend: {exc}") from None

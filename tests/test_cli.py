@@ -106,6 +106,22 @@ def test_one_bad_id_sends_nothing(app: Celery, emulator: PictifyEmulator) -> Non
     assert emulator.cancel_requests() == []
 
 
+def test_a_wait_that_runs_out_says_so_and_exits_1(emulator: PictifyEmulator) -> None:
+    """No worker consumes the queue: ``--wait`` ends with a message, not a traceback."""
+    idle = Celery("cli-idle", broker="memory://", backend="cache+memory://", set_as_current=False)
+    idle.conf.task_default_queue = "pictify-cli-nobody-consumes"
+    pictify_tasks.install(idle)
+    use_emulator(idle, emulator)
+    try:
+        result = run(idle, "cancel", "b1", "--wait", "--timeout", "0.2")
+        expect(result, ExitCode.FAILED, "b1: failed: no result within 0.2 s", "1 of 1 cancel")
+        result = run(idle, "cancel-workflow", "wf-idle", "--wait", "--timeout", "0.2")
+        expect(result, ExitCode.FAILED, "wf-idle: no result within 0.2 s")
+        assert "Traceback" not in result.output
+    finally:
+        pictify_tasks.uninstall(idle)
+
+
 def test_an_app_without_install_is_a_configuration_error() -> None:
     bare = Celery("bare", broker="memory://", set_as_current=False)
     expect(run(bare, "cancel", "b1"), ExitCode.CONFIG, "pictify_tasks.install(app)")
