@@ -10,6 +10,7 @@ unreachable store.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,8 @@ from pictify_tasks.names import CANCEL_BATCH, CANCEL_WORKFLOW
 from pictify_tasks.revoke.links import Scope
 from pictify_tasks.store import MemoryStore
 from pictify_tasks.store.base import START_PREFIX
+from pictify_tasks.store.records import WantedCancel
+from pictify_tasks.tasks.cancelling import MAX_REASON
 
 __all__ = ["ExitCode", "pictify"]
 
@@ -105,6 +108,13 @@ def _wait(result: Any, timeout: float) -> tuple[bool, Any]:
     return True, value
 
 
+def _reason(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    """Checked before anything is recorded or published: the sweep re-sends it too."""
+    if len(value) > MAX_REASON:
+        raise click.BadParameter(f"at most {MAX_REASON} characters, got {len(value)}")
+    return value
+
+
 _WAIT = click.option(
     "--wait", is_flag=True, help="Wait for each result and print it (needs a result backend)."
 )
@@ -124,18 +134,31 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead
     "--reason",
     default="asked with celery pictify cancel",
     show_default=True,
-    help="Why, as it shows in the task's arguments and the worker's log.",
+    callback=_reason,
+    help=f"Why, as it shows in the task's arguments and the worker's log "
+    f"(at most {MAX_REASON} characters).",
 )
 @_WAIT
 @_TIMEOUT
 def cancel(batch_ids: tuple[str, ...], reason: str, wait: bool, timeout: float) -> None:
-    """Enqueue one pictify.cancel_batch per BATCH_ID (run by your workers)."""
+    """Enqueue one pictify.cancel_batch per BATCH_ID (run by your workers).
+
+    As the package's own cancels are: all recorded as wanted in one call
+    first (the sweep re-sends one whose message is lost), then published.
+    """
     ids = _ids(batch_ids, "batch id")
-    task = _task(CANCEL_BATCH)
+    _task(CANCEL_BATCH)  # installed on this app, or a configuration error
+    runtime = _runtime()
+    asked = time.time()
+    results: list[Any] = []
+
+    def published(item: WantedCancel, result: Any) -> None:
+        results.append(result)
+        click.echo(f"{item.batch_id}: enqueued (task {result.id})")
+
     with cli_errors():
-        results = [task.delay(batch_id, reason=reason) for batch_id in ids]
-    for batch_id, result in zip(ids, results):
-        click.echo(f"{batch_id}: enqueued (task {result.id})")
+        wanted = [WantedCancel(batch_id, asked, reason) for batch_id in ids]
+        runtime.publisher.cancels(wanted, published)
     if not wait:
         return
     failed = 0
