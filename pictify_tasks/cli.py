@@ -242,8 +242,8 @@ def links(link_id: str, scope: str | None, as_json: bool) -> None:
     runtime = _runtime_with_store()
     with cli_errors():
         chosen = Scope(scope) if scope else runtime.settings.revoke_scope
-        entries = runtime.store.linked(link_id, chosen)
-        saved = runtime.store.items_not_rendered(link_id)
+        linked = runtime.store.linked(link_id, chosen)
+    entries, saved = linked.entries, linked.items_not_rendered
     batches = {e: s for e, s in entries.items() if not e.startswith(START_PREFIX)}
     starts = sorted(e[len(START_PREFIX) :] for e in entries if e.startswith(START_PREFIX))
     if as_json:
@@ -264,8 +264,8 @@ def links(link_id: str, scope: str | None, as_json: bool) -> None:
         click.echo(f"  {batch_id}  {batches[batch_id]}")
     for start_id in starts:
         click.echo(f"  start {start_id}  started, batch id not known yet")
-    # What the cancels of this workflow's batches stopped from rendering.
-    click.echo(f"renders saved: {saved} item(s) not rendered")
+    if saved is not None:  # savings are counted per workflow, not per task
+        click.echo(f"renders saved: {saved} item(s) not rendered")
 
 
 @pictify.command("cancel-workflow")

@@ -230,6 +230,11 @@ def test_links_shows_tracked_batches_and_their_state(
         "items_not_rendered": 0,  # a cancel asked by hand is not the workflow's
     }
     expect(run(app, "links", "wf-other", "--scope", "task"), ExitCode.OK, "nothing is linked")
+    result = run(app, "links", "wf-links", "--scope", "task")  # tracked by hand: both scopes
+    expect(result, ExitCode.OK, f"{running}  running")
+    assert "renders saved" not in result.output  # savings are counted per workflow
+    view = json_of(run(app, "links", "wf-links", "--scope", "task", "--json"))
+    assert view["items_not_rendered"] is None
     expect(run(app, "links", "a/b"), ExitCode.BAD_ID)
     configure(app, state_url=f"redis://{CLOSED}/0")
     expect(run(app, "links", "wf-links"), ExitCode.STORE, "state store is unreachable")
