@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,19 @@ def matches(record: RecordedRequest, method: str | None, path_contains: str | No
 
 
 LogToken = tuple[int, int]
+T = TypeVar("T")
+
+
+def wait_for_count(
+    cond: threading.Condition, find: Callable[[], list[T]], count: int, timeout: float
+) -> list[T]:
+    """What ``find()`` returns once it holds ``count`` items, or at ``timeout`` (fewer).
+
+    ``find`` runs under ``cond`` (a re-entrant lock), whose holders notify on change.
+    """
+    with cond:
+        cond.wait_for(lambda: len(find()) >= count, timeout)
+        return find()
 
 
 class RequestLog:
@@ -89,12 +102,10 @@ class RequestLog:
         self, count: int, method: str | None, path_contains: str | None, timeout: float
     ) -> list[RecordedRequest]:
         """At least ``count`` matching requests, waiting up to ``timeout`` for them."""
-        with self._cond:
-            found = self._cond.wait_for(
-                lambda: len(self.matching(method, path_contains)) >= count, timeout
-            )
-            records = self.matching(method, path_contains)
-        if found:
+        records = wait_for_count(
+            self._cond, lambda: self.matching(method, path_contains), count, timeout
+        )
+        if len(records) >= count:
             return records
         raise TimeoutError(
             f"expected at least {count} request(s) matching method={method!r}, "

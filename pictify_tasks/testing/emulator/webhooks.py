@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pictify_tasks.testing.emulator.batches import BatchStore
+from pictify_tasks.testing.emulator.faults import Uses
+from pictify_tasks.testing.emulator.requestlog import wait_for_count
 from pictify_tasks.webhooks.signature import sign
 
 __all__ = ["DEFAULT_WEBHOOK_SECRET", "Delivery", "WebhookFault", "WebhookSender"]
@@ -49,21 +51,25 @@ class WebhookFault:
     stale: float = 0.0
     times: int | None = 1
     batch_id: str | None = None
-    hits: int = 0
+    uses: Uses = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.late < 0 or self.stale < 0:
             raise ValueError("late and stale must be >= 0")
         if self.copies < 1:
             raise ValueError("copies must be >= 1")
-        if self.times is not None and self.times < 1:
-            raise ValueError("times must be >= 1, or None for ever")
+        self.uses = Uses(self.times)
+
+    @property
+    def hits(self) -> int:
+        """Deliveries it was applied to so far."""
+        return self.uses.hits
 
     def takes(self, batch_id: str) -> bool:
         """Whether it applies to this delivery (counted as used if so)."""
-        if self.batch_id not in (None, batch_id) or self.times == self.hits:
+        if self.batch_id not in (None, batch_id) or self.uses.spent:
             return False
-        self.hits += 1
+        self.uses.use()
         return True
 
 
@@ -142,16 +148,10 @@ class WebhookSender:
 
     def wait_for(self, count: int, batch_id: str | None, timeout: float) -> list[Delivery]:
         """Block until ``count`` deliveries (of ``batch_id``) were answered or failed."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                found = [d for d in self._sent if batch_id in (None, d.batch_id)]
-                left = deadline - time.monotonic()
-                if len(found) >= count:
-                    return found
-                if left <= 0:
-                    raise TimeoutError(f"{len(found)} of {count} webhook deliveries in {timeout}s")
-                self._lock.wait(left)
+        found = wait_for_count(self._lock, lambda: self.deliveries(batch_id), count, timeout)
+        if len(found) < count:
+            raise TimeoutError(f"{len(found)} of {count} webhook deliveries in {timeout}s")
+        return found
 
     def clear(self) -> None:
         """Forget faults, pending and sent deliveries; one in flight is not recorded."""
