@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, TypeVar
 
@@ -14,6 +15,8 @@ class RecordedRequest:
 
     ``status`` is what was sent back: ``None`` while the request is still being
     handled and when the connection was dropped (also after handling).
+    ``finished`` is the monotonic time its handling ended (``None`` until then),
+    so tests can tell requests that overlapped from ones that followed.
     """
 
     method: str
@@ -24,6 +27,7 @@ class RecordedRequest:
     monotonic: float
     status: int | None = None
     replayed: bool = False
+    finished: float | None = None
 
     def header(self, name: str) -> str | None:
         """Look a header up case-insensitively (clients differ in spelling)."""
@@ -82,7 +86,9 @@ class RequestLog:
         with self._cond:
             if generation != self._generation:
                 return  # the log was cleared while the request was in flight
-            self._entries[index] = replace(self._entries[index], status=status, replayed=replayed)
+            self._entries[index] = replace(
+                self._entries[index], status=status, replayed=replayed, finished=time.monotonic()
+            )
             self._cond.notify_all()
 
     def snapshot(self) -> list[RecordedRequest]:
