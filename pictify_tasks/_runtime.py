@@ -42,10 +42,10 @@ class Runtime:
         self._client: PictifyClient | None = None
         self._client_pid = 0
         self._limiter: RateLimiter | None = None
+        #: Publishes the package's cancel tasks (the fan-out's, the sweep's, the CLI's).
+        self.publisher = CeleryPublisher(app, lambda: self.store, lambda: self.settings.wanted_ttl)
         self.fanout = Fanout(
-            store=lambda: self.store,
-            settings=lambda: self.settings,
-            publisher=CeleryPublisher(app, lambda: self.store, lambda: self.settings.wanted_ttl),
+            store=lambda: self.store, settings=lambda: self.settings, publisher=self.publisher
         )
 
     @property

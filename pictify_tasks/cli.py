@@ -10,11 +10,13 @@ unreachable store.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import click
 from celery import current_app
+from celery.exceptions import TimeoutError as ResultTimeout
 
 from pictify_tasks._runtime import Runtime, runtime_for
 from pictify_tasks.cli_support import (
@@ -33,6 +35,8 @@ from pictify_tasks.names import CANCEL_BATCH, CANCEL_WORKFLOW
 from pictify_tasks.revoke.links import Scope
 from pictify_tasks.store import MemoryStore
 from pictify_tasks.store.base import START_PREFIX
+from pictify_tasks.store.records import WantedCancel
+from pictify_tasks.tasks.cancelling import MAX_REASON
 
 __all__ = ["ExitCode", "pictify"]
 
@@ -95,13 +99,20 @@ def _wait(result: Any, timeout: float) -> tuple[bool, Any]:
     with cli_errors():
         try:
             value = result.get(timeout=timeout, propagate=False)
-        except TimeoutError:
+        except ResultTimeout:  # Celery's own, not the builtin TimeoutError
             return False, f"no result within {timeout:g} s (is a worker consuming its queue?)"
         except NotImplementedError as exc:  # Celery's DisabledBackend
             raise CliError(ExitCode.CONFIG, f"--wait needs a result backend: {exc}") from None
     if isinstance(value, BaseException):
         return False, f"{type(value).__name__}: {value}"
     return True, value
+
+
+def _reason(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    """Checked before anything is recorded or published: the sweep re-sends it too."""
+    if len(value) > MAX_REASON:
+        raise click.BadParameter(f"at most {MAX_REASON} characters, got {len(value)}")
+    return value
 
 
 _WAIT = click.option(
@@ -123,18 +134,31 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead
     "--reason",
     default="asked with celery pictify cancel",
     show_default=True,
-    help="Why, as it shows in the task's arguments and the worker's log.",
+    callback=_reason,
+    help=f"Why, as it shows in the task's arguments and the worker's log "
+    f"(at most {MAX_REASON} characters).",
 )
 @_WAIT
 @_TIMEOUT
 def cancel(batch_ids: tuple[str, ...], reason: str, wait: bool, timeout: float) -> None:
-    """Enqueue one pictify.cancel_batch per BATCH_ID (run by your workers)."""
+    """Enqueue one pictify.cancel_batch per BATCH_ID (run by your workers).
+
+    As the package's own cancels are: all recorded as wanted in one call
+    first (the sweep re-sends one whose message is lost), then published.
+    """
     ids = _ids(batch_ids, "batch id")
-    task = _task(CANCEL_BATCH)
+    _task(CANCEL_BATCH)  # installed on this app, or a configuration error
+    runtime = _runtime()
+    asked = time.time()
+    results: list[Any] = []
+
+    def published(item: WantedCancel, result: Any) -> None:
+        results.append(result)
+        click.echo(f"{item.batch_id}: enqueued (task {result.id})")
+
     with cli_errors():
-        results = [task.delay(batch_id, reason=reason) for batch_id in ids]
-    for batch_id, result in zip(ids, results):
-        click.echo(f"{batch_id}: enqueued (task {result.id})")
+        wanted = [WantedCancel(batch_id, asked, reason) for batch_id in ids]
+        runtime.publisher.cancels(wanted, published)
     if not wait:
         return
     failed = 0
@@ -218,8 +242,8 @@ def links(link_id: str, scope: str | None, as_json: bool) -> None:
     runtime = _runtime_with_store()
     with cli_errors():
         chosen = Scope(scope) if scope else runtime.settings.revoke_scope
-        entries = runtime.store.linked(link_id, chosen)
-        saved = runtime.store.items_not_rendered(link_id)
+        linked = runtime.store.linked(link_id, chosen)
+    entries, saved = linked.entries, linked.items_not_rendered
     batches = {e: s for e, s in entries.items() if not e.startswith(START_PREFIX)}
     starts = sorted(e[len(START_PREFIX) :] for e in entries if e.startswith(START_PREFIX))
     if as_json:
@@ -240,8 +264,8 @@ def links(link_id: str, scope: str | None, as_json: bool) -> None:
         click.echo(f"  {batch_id}  {batches[batch_id]}")
     for start_id in starts:
         click.echo(f"  start {start_id}  started, batch id not known yet")
-    # What the cancels of this workflow's batches stopped from rendering.
-    click.echo(f"renders saved: {saved} item(s) not rendered")
+    if saved is not None:  # savings are counted per workflow, not per task
+        click.echo(f"renders saved: {saved} item(s) not rendered")
 
 
 @pictify.command("cancel-workflow")

@@ -15,21 +15,16 @@ from celery import Celery, chain, group
 from celery.contrib.testing.worker import start_worker
 
 import pictify_tasks
-from pictify_tasks.testing import PictifyEmulator
+from pictify_tasks.testing import PictifyEmulator, use_emulator
 
 
 def _demo_app(emulator: PictifyEmulator) -> Celery:
     app = Celery("pictify-demo", broker="memory://localhost/", backend="cache+memory://")
     app.conf.update(
-        pictify_api_key=emulator.api_key,
-        pictify_base_url=emulator.base_url,
-        pictify_state_url="memory://",
-        pictify_retry_backoff_base=0.2,
-        pictify_retry_backoff_max=1.0,
-        worker_hijack_root_logger=False,
-        broker_transport_options={"polling_interval": 0.01},
+        worker_hijack_root_logger=False, broker_transport_options={"polling_interval": 0.01}
     )
     pictify_tasks.install(app)
+    use_emulator(app, emulator, retry_backoff_base=0.2, retry_backoff_max=1.0)
     app.task(name="demo.next_step", shared=False)(_next_step)
     return app
 

@@ -49,18 +49,30 @@ class CeleryPublisher:
         self._store = store
         self._wanted_ttl = wanted_ttl
 
-    def cancels(self, wanted: Sequence[WantedCancel]) -> None:
-        """Record the cancels as wanted, then publish them."""
-        record_wanted(self._store(), wanted, self._wanted_ttl())
-        self.publish(wanted)
+    def cancels(
+        self,
+        wanted: Sequence[WantedCancel],
+        published: Callable[[WantedCancel, Any], None] | None = None,
+    ) -> None:
+        """Record them all as wanted in one call, then publish each.
 
-    def publish(self, wanted: Sequence[WantedCancel]) -> None:
+        ``published`` is called with each wanted cancel and its ``AsyncResult``
+        as soon as it is published (``celery pictify cancel`` prints it).
+        """
+        record_wanted(self._store(), wanted, self._wanted_ttl())
+        self.publish(wanted, published)
+
+    def publish(
+        self,
+        wanted: Sequence[WantedCancel],
+        published: Callable[[WantedCancel, Any], None] | None = None,
+    ) -> None:
         """Publish cancels already recorded as wanted (the sweep's re-sends)."""
         app = self._live_app()
         task = app.tasks[CANCEL_BATCH]
         with app.producer_or_acquire() as producer:
             for item in wanted:
-                task.apply_async(
+                result = task.apply_async(
                     (item.batch_id,),
                     {"reason": item.reason} if item.reason else None,
                     producer=producer,
@@ -68,6 +80,8 @@ class CeleryPublisher:
                     root_id=item.root_id,
                     parent_id=item.parent_id,
                 )
+                if published is not None:
+                    published(item, result)
 
     def starts(self, start_ids: Sequence[str]) -> None:
         app = self._live_app()

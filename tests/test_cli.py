@@ -8,6 +8,8 @@ command against Redis and a real worker.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -99,11 +101,61 @@ def test_a_failed_cancel_exits_1_and_says_why(app: Celery, emulator: PictifyEmul
     expect(result, ExitCode.FAILED, f"{batch_id}: failed: ServerError", "1 of 1 cancel(s)")
 
 
-def test_one_bad_id_sends_nothing(app: Celery, emulator: PictifyEmulator) -> None:
-    good = emulator.create_batch()
-    expect(run(app, "cancel", good, "../etc"), ExitCode.BAD_ID, "may only contain")
-    assert "enqueued" not in run(app, "cancel", good, "").output
-    assert emulator.cancel_requests() == []
+@pytest.fixture
+def idle(emulator: PictifyEmulator) -> Iterator[Celery]:
+    """An installed app whose queue no worker consumes: what it publishes stays queued."""
+    idle = Celery("cli-idle", broker="memory://", backend="cache+memory://", set_as_current=False)
+    idle.conf.task_default_queue = f"pictify-cli-idle-{uuid.uuid4().hex[:8]}"
+    pictify_tasks.install(idle)
+    use_emulator(idle, emulator)
+    yield idle
+    pictify_tasks.uninstall(idle)
+
+
+def test_a_wait_that_runs_out_says_so_and_exits_1(idle: Celery) -> None:
+    """``--wait`` with no worker ends with a message, not a traceback."""
+    result = run(idle, "cancel", "b1", "--wait", "--timeout", "0.2")
+    expect(result, ExitCode.FAILED, "b1: failed: no result within 0.2 s", "1 of 1 cancel")
+    result = run(idle, "cancel-workflow", "wf-idle", "--wait", "--timeout", "0.2")
+    expect(result, ExitCode.FAILED, "wf-idle: no result within 0.2 s")
+    assert "Traceback" not in result.output
+
+
+def queued(app: Celery) -> int:
+    """The messages waiting in ``app``'s queue."""
+    with app.connection_for_read() as connection:
+        queue = app.conf.task_default_queue
+        return int(connection.default_channel.queue_declare(queue).message_count)
+
+
+def test_cancel_records_every_id_as_wanted_in_one_call_before_publishing(
+    idle: Celery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = runtime_for(idle).store
+    calls: list[tuple[list[str], int]] = []
+    record = store.want_cancels
+
+    def want_cancels(wanted: Any, ttl: int) -> None:
+        calls.append(([w.batch_id for w in wanted], queued(idle)))
+        record(wanted, ttl)
+
+    monkeypatch.setattr(store, "want_cancels", want_cancels)
+    expect(run(idle, "cancel", "b1", "b2", "--reason", "by hand"), ExitCode.OK, "b2: enqueued")
+    assert calls == [(["b1", "b2"], 0)]  # one call, before anything was published
+    assert queued(idle) == 2
+    # the sweep would re-send both, with their reason, if their messages were lost
+    stale = store.take_stale_wanted(time.time() + 1, time.time(), 10)
+    assert sorted((w.batch_id, w.reason) for w in stale) == [("b1", "by hand"), ("b2", "by hand")]
+    expect(run(idle, "cancel", "b3", "--reason", "x" * 201), ExitCode.USAGE, "at most 200")
+    assert len(calls) == 1
+
+
+def test_one_bad_id_sends_nothing(idle: Celery) -> None:
+    """On an app no worker consumes: nothing published stays in the queue to be seen."""
+    expect(run(idle, "cancel", "b1", "../etc"), ExitCode.BAD_ID, "may only contain")
+    assert "enqueued" not in run(idle, "cancel", "b1", "").output
+    assert queued(idle) == 0
+    assert runtime_for(idle).store.take_stale_wanted(time.time() + 1, time.time(), 10) == []
 
 
 def test_an_app_without_install_is_a_configuration_error() -> None:
@@ -179,6 +231,11 @@ def test_links_shows_tracked_batches_and_their_state(
         "items_not_rendered": 0,  # a cancel asked by hand is not the workflow's
     }
     expect(run(app, "links", "wf-other", "--scope", "task"), ExitCode.OK, "nothing is linked")
+    result = run(app, "links", "wf-links", "--scope", "task")  # tracked by hand: both scopes
+    expect(result, ExitCode.OK, f"{running}  running")
+    assert "renders saved" not in result.output  # savings are counted per workflow
+    view = json_of(run(app, "links", "wf-links", "--scope", "task", "--json"))
+    assert view["items_not_rendered"] is None
     expect(run(app, "links", "a/b"), ExitCode.BAD_ID)
     configure(app, state_url=f"redis://{CLOSED}/0")
     expect(run(app, "links", "wf-links"), ExitCode.STORE, "state store is unreachable")

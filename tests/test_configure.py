@@ -11,6 +11,7 @@ from celery import Celery
 import pictify_tasks
 from pictify_tasks import ImproperlyConfigured, Scope, configure, reload_settings
 from pictify_tasks._runtime import runtime_for
+from pictify_tasks.settings import PictifySettings
 from pictify_tasks.store import MemoryStore, RedisStore
 from pictify_tasks.testing import (
     PictifyEmulator,
@@ -101,8 +102,20 @@ def test_use_emulator_keeps_the_ledger_in_memory_unless_told(
         assert emulator_env(emulator, state_url=redis_url) == {
             "PICTIFY_API_KEY": emulator.api_key,
             "PICTIFY_BASE_URL": emulator.base_url,
+            "PICTIFY_WEBHOOK_SECRET": emulator.webhook_secret,
             "PICTIFY_STATE_URL": redis_url,
         }
+
+
+def test_use_emulator_and_emulator_env_give_the_emulators_webhook_secret(app: Celery) -> None:
+    """A receiver set up by either accepts the emulator's deliveries."""
+    with PictifyEmulator(webhook_secret="whsec_" + "s" * 20) as emulator:
+        assert use_emulator(app, emulator).webhook_secret == (emulator.webhook_secret,)
+        bare = Celery("env-only", set_as_current=False)
+        from_env = PictifySettings.from_app(bare, environ=emulator_env(emulator))
+        assert from_env.webhook_secret == (emulator.webhook_secret,)
+        other = "whsec_" + "o" * 20
+        assert use_emulator(app, emulator, webhook_secret=other).webhook_secret == (other,)
 
 
 def test_assert_cancelled_once_fails_on_none_and_on_two(app: Celery) -> None:

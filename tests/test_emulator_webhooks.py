@@ -8,6 +8,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -34,16 +35,45 @@ class Hook(http.server.BaseHTTPRequestHandler):
         """Quiet."""
 
 
-@pytest.fixture
-def hook() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+class Garbage(Hook):
+    """Reads the delivery, then answers with something that is not HTTP."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.wfile.write(b"NOT HTTP AT ALL\r\n\r\n")
+        self.close_connection = True
+
+
+class Held(Hook):
+    """Answers each delivery once the test releases it (``server.arrived``/``release``)."""
+
+    def do_POST(self) -> None:
+        self.server.arrived.set()  # type: ignore[attr-defined]
+        self.server.release.wait(30)  # type: ignore[attr-defined]
+        super().do_POST()
+
+
+@contextmanager
+def serving(handler: type[Hook]) -> Iterator[tuple[str, Any]]:
+    """A receiver on loopback: its URL and its server (``received``, events)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.received = []  # type: ignore[attr-defined]
+    server.arrived, server.release = threading.Event(), threading.Event()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", server.received  # type: ignore[attr-defined]
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", server
+    finally:
+        server.release.set()  # type: ignore[attr-defined]
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def hook() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    with serving(Hook) as (url, server):
+        yield url, server.received
 
 
 @pytest.fixture
@@ -149,6 +179,35 @@ def test_no_webhook_url_no_delivery_and_no_receiver_no_crash(emulator: PictifyEm
     [delivery] = emulator.wait_for_webhook_deliveries(1, unreachable)
     assert delivery.status is None and delivery.error
     assert emulator.webhook_deliveries(quiet) == []
+
+
+def test_a_receiver_answering_garbage_does_not_stop_later_deliveries(
+    emulator: PictifyEmulator, hook: tuple[str, list[Any]]
+) -> None:
+    url, _ = hook
+    with serving(Garbage) as (bad, _server):
+        first = emulator.create_batch(status="completed", webhook_url=bad)
+        [failed] = emulator.wait_for_webhook_deliveries(1, first, timeout=5)
+    assert failed.status is None and failed.error is not None
+    assert failed.error.startswith("BadStatusLine")
+    second = emulator.create_batch(status="completed", webhook_url=url)
+    [delivered] = emulator.wait_for_webhook_deliveries(1, second, timeout=5)
+    assert delivered.status == 202
+
+
+def test_a_delivery_in_flight_during_a_reset_is_not_recorded(
+    emulator: PictifyEmulator, hook: tuple[str, list[Any]]
+) -> None:
+    url, _ = hook
+    with serving(Held) as (held, server):
+        emulator.create_batch(status="completed", webhook_url=held)
+        assert server.arrived.wait(10)
+        emulator.reset()
+        server.release.set()
+        fresh = emulator.create_batch(status="completed", webhook_url=url)
+        # one sender thread: the held delivery was done with before this one was sent
+        emulator.wait_for_webhook_deliveries(1, fresh, timeout=5)
+    assert [d.url for d in emulator.webhook_deliveries()] == [url]
 
 
 def _wall(iso: str) -> float:

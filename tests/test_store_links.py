@@ -8,7 +8,14 @@ import pytest
 import redis
 
 from pictify_tasks.revoke.links import BatchLinks, Scope, stamp_link_id
-from pictify_tasks.store import MemoryStore, RedisStore, StartRequest, StateStore
+from pictify_tasks.store import (
+    Linked,
+    MemoryStore,
+    OutcomeRecord,
+    RedisStore,
+    StartRequest,
+    StateStore,
+)
 from pictify_tasks.store.base import START_PREFIX
 from pictify_tasks.store.records import StartMade
 
@@ -164,18 +171,31 @@ def test_linked_shows_each_entry_and_its_state_per_scope(store: StateStore) -> N
     store.link_batch("b1", links({"wf"}, {"own"}), TTL)
     store.link_batch("b2", links({"wf"}), TTL)
     store.finish_batch("b2", TTL)
-    assert store.linked("wf", Scope.WORKFLOW) == {"b1": "running", "b2": "finished"}
-    assert store.linked("own", Scope.TASK) == {"b1": "running"}
-    assert store.linked("wf", Scope.TASK) == {}
-    assert store.linked("never-linked", Scope.WORKFLOW) == {}
+    assert store.linked("wf", Scope.WORKFLOW).entries == {"b1": "running", "b2": "finished"}
+    assert store.linked("own", Scope.TASK).entries == {"b1": "running"}
+    assert store.linked("wf", Scope.TASK).entries == {}
+    assert store.linked("never-linked", Scope.WORKFLOW).entries == {}
+
+
+def test_linked_reads_a_workflows_savings_with_its_entries(store: StateStore) -> None:
+    store.link_batch("b1", links({"wf"}, {"own"}), TTL)
+    assert store.linked("wf", Scope.WORKFLOW) == Linked({"b1": "running"}, 0)
+    store.begin_cancel("b1", "task-a", 30, 0.0)
+    outcome = OutcomeRecord("b1", "cancelled", "cancelled", 1, "Batch cancelled", 7)
+    store.finish_cancel("task-a", outcome, TTL, [("workflow", "wf")], workflow_id="wf")
+    saved = store.items_not_rendered("wf")
+    assert saved > 0
+    assert store.linked("wf", Scope.WORKFLOW) == Linked({"b1": "finished"}, saved)
+    # savings are counted per workflow: a task scope's view has none to show
+    assert store.linked("own", Scope.TASK).items_not_rendered is None
 
 
 def test_linked_shows_a_start_until_its_batch_replaces_it(store: StateStore) -> None:
     start = StartRequest("s1", "tpl", {"variableSets": [{}]}, "key-s1")
     store.begin_start(start, links({"wf"}), TTL)
-    assert store.linked("wf", Scope.WORKFLOW) == {START_PREFIX + "s1": "running"}
+    assert store.linked("wf", Scope.WORKFLOW).entries == {START_PREFIX + "s1": "running"}
     store.finish_start(StartMade("s1", "b9"), links({"wf"}), TTL)
-    assert store.linked("wf", Scope.WORKFLOW) == {"b9": "running"}
+    assert store.linked("wf", Scope.WORKFLOW).entries == {"b9": "running"}
 
 
 def test_linked_only_reads(store: StateStore) -> None:

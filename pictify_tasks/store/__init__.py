@@ -5,6 +5,7 @@ from __future__ import annotations
 from pictify_tasks.store.base import (
     CancelBegin,
     CancelState,
+    Linked,
     RevokedWork,
     StateStore,
     StateStoreError,
@@ -17,6 +18,7 @@ __all__ = [
     "CancelBegin",
     "CancelState",
     "FailureRecord",
+    "Linked",
     "MemoryStore",
     "OutcomeRecord",
     "RedisStore",

@@ -35,7 +35,14 @@ from pictify_tasks.store.records import (
     WantedCancel,
 )
 
-__all__ = ["CancelBegin", "CancelState", "RevokedWork", "StateStore", "StateStoreError"]
+__all__ = [
+    "CancelBegin",
+    "CancelState",
+    "Linked",
+    "RevokedWork",
+    "StateStore",
+    "StateStoreError",
+]
 
 #: What a link entry names when it is a start, not a batch ("/" is never in an id).
 START_PREFIX = "start/"
@@ -75,6 +82,20 @@ class CancelState:
 
     outcome: OutcomeRecord | None
     failure: FailureRecord | None
+
+
+@dataclass(frozen=True)
+class Linked:
+    """What is linked under an id, as ``celery pictify links`` shows it.
+
+    ``entries`` maps an entry to ``running`` or ``finished``: a batch id, or
+    ``start/<start id>`` for a start whose batch id is not known yet.
+    ``items_not_rendered`` is what the cancels of the workflow's batches
+    saved; ``None`` in task scope, as savings are counted per workflow.
+    """
+
+    entries: dict[str, str]
+    items_not_rendered: int | None
 
 
 @dataclass(frozen=True)
@@ -262,10 +283,9 @@ class StateStore(BatchEnds, abc.ABC):
     # -- for operators -------------------------------------------------------------------
 
     @abc.abstractmethod
-    def linked(self, link_id: str, scope: Scope) -> dict[str, str]:
-        """What is linked under ``link_id`` for ``scope``: entry -> ``running`` or ``finished``.
+    def linked(self, link_id: str, scope: Scope) -> Linked:
+        """What is linked under ``link_id`` for ``scope``, and (workflow scope) what it saved.
 
-        An entry is a batch id, or ``start/<start id>`` for a start whose batch
-        id is not known yet. Read-only: for ``celery pictify links``, which
-        shows an operator what a revoke of that id would cancel.
+        Read-only: for ``celery pictify links``, which shows an operator what
+        a revoke of that id would cancel.
         """

@@ -18,6 +18,7 @@ from pictify_tasks.store.base import (
     START_PREFIX,
     CancelBegin,
     CancelState,
+    Linked,
     RevokedWork,
     StateStore,
     link_value,
@@ -353,7 +354,8 @@ class MemoryStore(StateStore):
 
     # -- for operators -------------------------------------------------------------------
 
-    def linked(self, link_id: str, scope: Scope) -> dict[str, str]:
+    def linked(self, link_id: str, scope: Scope) -> Linked:
         with self._lock:
             entries = self._links.get((str(scope), link_id)) or {}
-            return {entry: read_link_value(value)[0] for entry, value in entries.items()}
+            saved = (self._not_rendered.get(link_id) or 0) if scope is Scope.WORKFLOW else None
+            return Linked({e: read_link_value(v)[0] for e, v in entries.items()}, saved)

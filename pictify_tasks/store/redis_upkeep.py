@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pictify_tasks.revoke.links import Scope
-from pictify_tasks.store.base import read_link_value
+from pictify_tasks.store.base import Linked, read_link_value
 from pictify_tasks.store.records import WantedCancel
 from pictify_tasks.store.redis_keys import RedisKeys, text, transient
 
@@ -110,6 +110,13 @@ class RedisUpkeep(RedisKeys):
         return stale
 
     @transient
-    def linked(self, link_id: str, scope: Scope) -> dict[str, str]:
-        entries = self._redis.hgetall(self.link_key(link_id, scope))
-        return {text(entry): read_link_value(text(value))[0] for entry, value in entries.items()}
+    def linked(self, link_id: str, scope: Scope) -> Linked:
+        pipe = self._redis.pipeline(transaction=False)  # one round trip, one slot
+        pipe.hgetall(self.link_key(link_id, scope))
+        if scope is Scope.WORKFLOW:
+            pipe.get(self.link_key(link_id, "not_rendered"))
+        entries, *saved = pipe.execute()
+        return Linked(
+            {text(entry): read_link_value(text(value))[0] for entry, value in entries.items()},
+            int(saved[0] or 0) if saved else None,
+        )

@@ -31,16 +31,20 @@ def use_emulator(
 
     The ledger is kept in process memory unless ``state_url`` names a Redis
     (``None``: the app's broker if it is Redis). Other keywords are settings,
-    as for :func:`pictify_tasks.configure`. A worker running in another
-    process needs the same values in its environment (``PICTIFY_BASE_URL``,
-    ``PICTIFY_API_KEY``).
+    as for :func:`pictify_tasks.configure`. The webhook secret is the
+    emulator's, so a receiver of this app accepts its deliveries. A worker
+    running in another process needs the same values in its environment
+    (:func:`emulator_env`).
     """
     return configure(
         app,
-        api_key=emulator.api_key,
-        base_url=emulator.base_url,
-        state_url=state_url,
-        **settings,
+        **{
+            "api_key": emulator.api_key,
+            "base_url": emulator.base_url,
+            "webhook_secret": emulator.webhook_secret,
+            "state_url": state_url,
+            **settings,
+        },
     )
 
 
@@ -50,7 +54,11 @@ def emulator_env(emulator: PictifyEmulator, *, state_url: str | None = None) -> 
     A worker is another process: it reads ``PICTIFY_*`` from its environment.
     Give it the caller's ``state_url`` (a Redis) so both share one ledger.
     """
-    env = {"PICTIFY_API_KEY": emulator.api_key, "PICTIFY_BASE_URL": emulator.base_url}
+    env = {
+        "PICTIFY_API_KEY": emulator.api_key,
+        "PICTIFY_BASE_URL": emulator.base_url,
+        "PICTIFY_WEBHOOK_SECRET": emulator.webhook_secret,
+    }
     if state_url is not None:
         env["PICTIFY_STATE_URL"] = state_url
     return env

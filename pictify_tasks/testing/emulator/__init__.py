@@ -10,9 +10,11 @@ Batches started with a ``webhookUrl`` get signed ``batch.completed``
 deliveries when they end, with faults of their own (late, repeated, lost,
 badly signed, stale).
 
-Stdlib only; of ``pictify_tasks`` it imports only ``render_body`` (stdlib
-only too), the body rules it shares with the client, so it runs anywhere.
-Run it by hand with ``python -m pictify_tasks.testing.emulator --port 8765``.
+It needs the package installed (importing ``pictify_tasks`` imports Celery);
+it shares the package's batch statuses, the body rules of the client
+(``render_body``) and the receiver's webhook signing (``webhooks.signature``),
+so the two sides cannot drift apart. Run it by hand with
+``python -m pictify_tasks.testing.emulator --port 8765``.
 
 Inside: ``app`` (the :class:`PictifyEmulator` tests drive), ``middleware``
 (the request path, one class per concern), ``routes`` (the endpoints),

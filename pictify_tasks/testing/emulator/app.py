@@ -52,6 +52,13 @@ class PictifyEmulator:
     called with one line per request (method, path, status, milliseconds).
     A batch started with a ``webhookUrl`` gets a ``batch.completed`` there
     when it ends, signed with ``webhook_secret``.
+
+    Two counts of cancels, on purpose: ``batch(id)["cancelRequests"]`` (JSON,
+    as the API would name it) counts the cancels the API *executed*, while
+    :meth:`cancel_requests` (Python) lists every POST that *reached* the
+    cancel endpoint, including idempotent replays and those stopped by a
+    fault, auth or the rate limit. Assert "cancelled once" on the first, "what
+    was on the wire" on the second.
     """
 
     def __init__(

@@ -13,6 +13,28 @@ from pictify_tasks.testing.emulator.messages import Response, encode_json, probl
 JsonBody = Union[Mapping[str, Any], Sequence[Any], str, bytes, int, float, None]
 
 
+class Uses:
+    """How many more matches a fault applies to (``None``: for ever), and how many it had.
+
+    Shared by the API's faults and the webhooks' ones; used under their lock.
+    """
+
+    def __init__(self, times: int | None) -> None:
+        if times is not None and times < 1:
+            raise ValueError("times must be >= 1, or None for ever")
+        self.remaining = times
+        self.hits = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.remaining == 0
+
+    def use(self) -> None:
+        self.hits += 1
+        if self.remaining is not None:
+            self.remaining -= 1
+
+
 class Fault:
     """One injected misbehaviour; see :meth:`PictifyEmulator.inject`.
 
@@ -46,8 +68,6 @@ class Fault:
             raise ValueError("trickle must be >= 0")
         if trickle and (drop or drop_after_handling):
             raise ValueError("trickle needs an answer to send; drop sends none")
-        if times is not None and times < 1:
-            raise ValueError("times must be >= 1, or None for ever")
         if every < 1:
             raise ValueError("every must be >= 1")
         self.status = status
@@ -59,8 +79,7 @@ class Fault:
         self.drop_after_handling = drop_after_handling
         self.method = method.upper() if method is not None else None
         self.path_contains = path_contains
-        self._remaining = times
-        self._hits = 0
+        self._uses = Uses(times)
         self._every = every
         self._seen = 0
         # Encoded now, so a body JSON cannot carry fails in inject(), not as a 500 later.
@@ -69,16 +88,16 @@ class Fault:
     @property
     def remaining(self) -> int | None:
         """Matching requests this fault still applies to (``None``: for ever)."""
-        return self._remaining
+        return self._uses.remaining
 
     @property
     def hits(self) -> int:
         """Requests this fault has been applied to so far."""
-        return self._hits
+        return self._uses.hits
 
     @property
     def spent(self) -> bool:
-        return self._remaining == 0
+        return self._uses.spent
 
     def _matches(self, method: str, target: str) -> bool:
         if self.method is not None and self.method != method:
@@ -89,11 +108,6 @@ class Fault:
         """Counts a matching request; whether this one is the ``every``-th."""
         self._seen += 1
         return self._seen % self._every == 0
-
-    def _consume(self) -> None:
-        self._hits += 1
-        if self._remaining is not None:
-            self._remaining -= 1
 
     def __repr__(self) -> str:
         if self.status is not None:
@@ -107,7 +121,7 @@ class Fault:
         return (
             f"Fault({action}, delay={self.delay:g}, trickle={self.trickle:g}, "
             f"method={self.method!r}, path_contains={self.path_contains!r}, "
-            f"remaining={self._remaining}, hits={self._hits})"
+            f"remaining={self.remaining}, hits={self.hits})"
         )
 
 
@@ -159,7 +173,7 @@ class FaultList:
         with self._lock:
             for fault in self._faults:
                 if not fault.spent and fault._matches(method, target) and fault._due():
-                    fault._consume()
+                    fault._uses.use()
                     if fault.spent:
                         self._faults.remove(fault)
                     return fault

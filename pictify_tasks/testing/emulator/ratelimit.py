@@ -62,10 +62,6 @@ class RateLimiter:
             self._windows.clear()
 
     @property
-    def limit(self) -> int | None:
-        return self._limit
-
-    @property
     def window(self) -> float:
         return self._window
 

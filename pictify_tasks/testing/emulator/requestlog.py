@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,8 @@ class RecordedRequest:
 
     ``status`` is what was sent back: ``None`` while the request is still being
     handled and when the connection was dropped (also after handling).
+    ``finished`` is the monotonic time its handling ended (``None`` until then),
+    so tests can tell requests that overlapped from ones that followed.
     """
 
     method: str
@@ -24,6 +27,7 @@ class RecordedRequest:
     monotonic: float
     status: int | None = None
     replayed: bool = False
+    finished: float | None = None
 
     def header(self, name: str) -> str | None:
         """Look a header up case-insensitively (clients differ in spelling)."""
@@ -46,6 +50,19 @@ def matches(record: RecordedRequest, method: str | None, path_contains: str | No
 
 
 LogToken = tuple[int, int]
+T = TypeVar("T")
+
+
+def wait_for_count(
+    cond: threading.Condition, find: Callable[[], list[T]], count: int, timeout: float
+) -> list[T]:
+    """What ``find()`` returns once it holds ``count`` items, or at ``timeout`` (fewer).
+
+    ``find`` runs under ``cond`` (a re-entrant lock), whose holders notify on change.
+    """
+    with cond:
+        cond.wait_for(lambda: len(find()) >= count, timeout)
+        return find()
 
 
 class RequestLog:
@@ -69,7 +86,9 @@ class RequestLog:
         with self._cond:
             if generation != self._generation:
                 return  # the log was cleared while the request was in flight
-            self._entries[index] = replace(self._entries[index], status=status, replayed=replayed)
+            self._entries[index] = replace(
+                self._entries[index], status=status, replayed=replayed, finished=time.monotonic()
+            )
             self._cond.notify_all()
 
     def snapshot(self) -> list[RecordedRequest]:
@@ -89,12 +108,10 @@ class RequestLog:
         self, count: int, method: str | None, path_contains: str | None, timeout: float
     ) -> list[RecordedRequest]:
         """At least ``count`` matching requests, waiting up to ``timeout`` for them."""
-        with self._cond:
-            found = self._cond.wait_for(
-                lambda: len(self.matching(method, path_contains)) >= count, timeout
-            )
-            records = self.matching(method, path_contains)
-        if found:
+        records = wait_for_count(
+            self._cond, lambda: self.matching(method, path_contains), count, timeout
+        )
+        if len(records) >= count:
             return records
         raise TimeoutError(
             f"expected at least {count} request(s) matching method={method!r}, "

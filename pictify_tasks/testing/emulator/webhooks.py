@@ -3,16 +3,16 @@
 Progress is a function of time, so nothing notices a batch ending by itself;
 one sender thread sleeps until the next batch with a webhook URL is due to
 end (or until a batch is made, forced or cancelled), then sends what ended.
-Deliveries are signed as Pictify documents (HMAC-SHA256 over ``<t>.<raw
-body>``), the body written compactly as JavaScript writes it. Faults make
-deliveries late, repeated, lost, badly signed or stale. Stdlib only.
+Deliveries are signed as Pictify documents, by the receiver's own
+:func:`pictify_tasks.webhooks.signature.sign`, the body written compactly as
+JavaScript writes it. Faults make deliveries late, repeated, lost, badly
+signed or stale. A reset emulator (:meth:`WebhookSender.clear`) starts a new
+generation: nothing scheduled before it is sent or recorded after it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import hmac
 import itertools
 import json
 import threading
@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pictify_tasks.testing.emulator.batches import BatchStore
+from pictify_tasks.testing.emulator.faults import Uses
+from pictify_tasks.testing.emulator.requestlog import wait_for_count
+from pictify_tasks.webhooks.signature import sign
 
 __all__ = ["DEFAULT_WEBHOOK_SECRET", "Delivery", "WebhookFault", "WebhookSender"]
 
@@ -48,21 +51,25 @@ class WebhookFault:
     stale: float = 0.0
     times: int | None = 1
     batch_id: str | None = None
-    hits: int = 0
+    uses: Uses = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.late < 0 or self.stale < 0:
             raise ValueError("late and stale must be >= 0")
         if self.copies < 1:
             raise ValueError("copies must be >= 1")
-        if self.times is not None and self.times < 1:
-            raise ValueError("times must be >= 1, or None for ever")
+        self.uses = Uses(self.times)
+
+    @property
+    def hits(self) -> int:
+        """Deliveries it was applied to so far."""
+        return self.uses.hits
 
     def takes(self, batch_id: str) -> bool:
         """Whether it applies to this delivery (counted as used if so)."""
-        if self.batch_id not in (None, batch_id) or self.times == self.hits:
+        if self.batch_id not in (None, batch_id) or self.uses.spent:
             return False
-        self.hits += 1
+        self.uses.use()
         return True
 
 
@@ -91,6 +98,8 @@ class _Pending:
     url: str = field(compare=False)
     body: bytes = field(compare=False)
     fault: WebhookFault | None = field(compare=False)
+    #: The sender's generation when it was scheduled: a reset makes it stale.
+    generation: int = field(compare=False)
 
 
 class WebhookSender:
@@ -107,6 +116,7 @@ class WebhookSender:
         self._pending: list[_Pending] = []
         self._sent: list[Delivery] = []
         self._order = itertools.count()
+        self._generation = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Loopback receivers: never through a proxy from the environment.
@@ -138,19 +148,15 @@ class WebhookSender:
 
     def wait_for(self, count: int, batch_id: str | None, timeout: float) -> list[Delivery]:
         """Block until ``count`` deliveries (of ``batch_id``) were answered or failed."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                found = [d for d in self._sent if batch_id in (None, d.batch_id)]
-                left = deadline - time.monotonic()
-                if len(found) >= count:
-                    return found
-                if left <= 0:
-                    raise TimeoutError(f"{len(found)} of {count} webhook deliveries in {timeout}s")
-                self._lock.wait(left)
+        found = wait_for_count(self._lock, lambda: self.deliveries(batch_id), count, timeout)
+        if len(found) < count:
+            raise TimeoutError(f"{len(found)} of {count} webhook deliveries in {timeout}s")
+        return found
 
     def clear(self) -> None:
+        """Forget faults, pending and sent deliveries; one in flight is not recorded."""
         with self._lock:
+            self._generation += 1
             self._faults.clear()
             self._pending.clear()
             self._sent.clear()
@@ -161,27 +167,32 @@ class WebhookSender:
         changed = self._batches.changed
         while not self._stop.is_set():
             changed.clear()
+            with self._lock:
+                generation = self._generation
             ended, next_end = self._batches.take_ended(time.monotonic())
             for url, data in ended:
-                self._schedule(url, data)
+                self._schedule(url, data, generation)
             self._send_due()
             with self._lock:
                 first = self._pending[0].due if self._pending else None
             due = [t for t in (next_end, first) if t is not None]
             changed.wait(max(0.001, min(due) - time.monotonic()) if due else None)
 
-    def _schedule(self, url: str, data: dict[str, Any]) -> None:
+    def _schedule(self, url: str, data: dict[str, Any], generation: int) -> None:
         batch_id = str(data["batchId"])
         body = json.dumps({"event": EVENT, "data": data}, separators=(",", ":")).encode()
         delivery_id = "dlv_" + uuid.uuid4().hex
         with self._lock:
+            if generation != self._generation:
+                return  # the batch ended before a reset
             fault = next((f for f in self._faults if f.takes(batch_id)), None)
             if fault is not None and fault.lost:
                 return
             due = time.monotonic() + (fault.late if fault else 0.0)
             for _ in range(fault.copies if fault else 1):
-                pending = _Pending(due, next(self._order), batch_id, delivery_id, url, body, fault)
-                heapq.heappush(self._pending, pending)
+                order = next(self._order)
+                args = (batch_id, delivery_id, url, body, fault, generation)
+                heapq.heappush(self._pending, _Pending(due, order, *args))
 
     def _send_due(self) -> None:
         while True:
@@ -191,20 +202,24 @@ class WebhookSender:
                 pending = heapq.heappop(self._pending)
             delivery = self._send(pending)
             with self._lock:
-                self._sent.append(delivery)
-                self._lock.notify_all()
+                if pending.generation == self._generation:  # else: reset while in flight
+                    self._sent.append(delivery)
+                    self._lock.notify_all()
 
     def _send(self, pending: _Pending) -> Delivery:
+        """POST one delivery; any failure is recorded on it, never raised.
+
+        Raising would end the sender's thread, and with it every later delivery.
+        """
         fault = pending.fault
-        stamp = str(int(time.time() - (fault.stale if fault else 0.0)))
+        stamp = int(time.time() - (fault.stale if fault else 0.0))
         key = self.secret + ("-not-it" if fault and fault.bad_signature else "")
-        digest = hmac.new(key.encode(), stamp.encode() + b"." + pending.body, hashlib.sha256)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "PictifyEmulator/1.0",
             "X-Pictify-Event": EVENT,
             "X-Pictify-Delivery-Id": pending.delivery_id,
-            "X-Pictify-Signature": f"t={stamp},v1={digest.hexdigest()}",
+            "X-Pictify-Signature": sign(pending.body, key, stamp),
         }
         request = urllib.request.Request(pending.url, pending.body, headers, method="POST")
         sent_at, began = time.time(), time.monotonic()
@@ -216,7 +231,7 @@ class WebhookSender:
         except urllib.error.HTTPError as exc:
             status = exc.code
             exc.close()
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # a bad answer (http.client.BadStatusLine...), a refusal
             error = f"{type(exc).__name__}: {exc}"
         args = (pending.batch_id, pending.delivery_id, pending.url, pending.body, headers)
         return Delivery(*args, sent_at, status, error, time.monotonic() - began)
