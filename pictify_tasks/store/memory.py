@@ -357,5 +357,6 @@ class MemoryStore(StateStore):
     def linked(self, link_id: str, scope: Scope) -> Linked:
         with self._lock:
             entries = self._links.get((str(scope), link_id)) or {}
-            saved = (self._not_rendered.get(link_id) or 0) if scope is Scope.WORKFLOW else None
+            by_batch = self._not_rendered.get(link_id) or {}
+            saved = sum(by_batch.values()) if scope is Scope.WORKFLOW else None
             return Linked({e: read_link_value(v)[0] for e, v in entries.items()}, saved)

@@ -114,9 +114,9 @@ class RedisUpkeep(RedisKeys):
         pipe = self._redis.pipeline(transaction=False)  # one round trip, one slot
         pipe.hgetall(self.link_key(link_id, scope))
         if scope is Scope.WORKFLOW:
-            pipe.get(self.link_key(link_id, "not_rendered"))
+            pipe.hvals(self.link_key(link_id, "saved"))
         entries, *saved = pipe.execute()
         return Linked(
             {text(entry): read_link_value(text(value))[0] for entry, value in entries.items()},
-            int(saved[0] or 0) if saved else None,
+            sum(int(n) for n in saved[0]) if saved else None,
         )
