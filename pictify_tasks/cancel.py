@@ -151,10 +151,9 @@ def _failed(
 
 
 def _store_trouble(error: StateStoreError, waits: int, context: CancelContext) -> RetryLater:
-    """The store is down: wait and try again within the deadline (attempt caps are for HTTP)."""
+    """The store is down: wait and try again within the deadline (the policy's rule)."""
     elapsed = context.now() - context.asked_at
-    policy = dataclasses.replace(context.policy, max_attempts=None)
-    wait = policy.next_wait(error, waits + 1, elapsed, rand=context.rand)
+    wait = context.policy.next_wait(error, waits + 1, elapsed, rand=context.rand)
     if wait is None:
         raise error
     return RetryLater(countdown=wait, error=error)

@@ -13,6 +13,7 @@ from typing import Callable
 
 from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.errors import PictifyError
+from pictify_tasks.store.base import StateStoreError
 
 __all__ = ["RetryPolicy"]
 
@@ -28,7 +29,8 @@ class RetryPolicy:
     ``retry_after`` when the API sent one, which is itself capped at
     ``retry_after_max`` (a broken or hostile server cannot park a cancel for
     days). No attempt starts after ``deadline``; ``max_attempts`` is an
-    optional second bound (``None``: only the deadline).
+    optional second bound (``None``: only the deadline) on HTTP attempts, so
+    a state store that does not answer is bounded by the deadline alone.
     """
 
     max_attempts: int | None = None
@@ -57,7 +59,11 @@ class RetryPolicy:
         """
         if not (isinstance(error, PictifyError) and error.retryable):
             return False
-        if self.max_attempts is not None and attempt >= self.max_attempts:
+        if (
+            self.max_attempts is not None
+            and attempt >= self.max_attempts
+            and not isinstance(error, StateStoreError)
+        ):
             return False
         remaining = self.deadline - elapsed
         if remaining <= 0:

@@ -12,6 +12,7 @@ from pictify_tasks import (
     ServerError,
 )
 from pictify_tasks._runtime import runtime_for
+from pictify_tasks.store import StateStoreError
 
 
 def test_retries_only_retryable_errors_and_only_within_the_budget() -> None:
@@ -137,3 +138,9 @@ def test_the_current_runtime_builds_a_policy_from_the_settings() -> None:
     app.conf.update(pictify_cancel_max_attempts=3)
     runtime_for(app).reset()
     assert runtime_for(app).policy.max_attempts == 3
+
+
+def test_a_state_store_in_trouble_is_bounded_by_the_deadline_not_the_attempt_cap() -> None:
+    policy = RetryPolicy(max_attempts=2, deadline=100.0)
+    assert policy.should_retry(StateStoreError("down"), 50, elapsed=99.0)
+    assert not policy.should_retry(StateStoreError("down"), 1, elapsed=100.0)

@@ -130,24 +130,31 @@ def cancel_start_task(self: PictifyTask, start_id: str) -> CancelBatchResult | N
     cancelled like any other. Returns ``None`` when the record has expired.
     """
     validate_cancel_start(start_id)
-    runtime = self.runtime
-    settings = runtime.settings
-    settings.require_api_key()
+    self.runtime.settings.require_api_key()
+    try:
+        batch_id = _batch_of_start(self, start_id)
+    except PictifyError as error:  # the API's, or the state store's (transient)
+        self.retry_within_deadline(error)
+    if batch_id is None:
+        return None
+    return run_cancel(self, batch_id, f"start {start_id} killed before its answer")
+
+
+def _batch_of_start(task: PictifyTask, start_id: str) -> str | None:
+    """The recorded start's batch id, asking the API again (same request) if unknown."""
+    runtime = task.runtime
     start = runtime.store.start_request(start_id)
     if start is None:
         logger.warning("start %s is no longer recorded: nothing to cancel", start_id)
         return None
-    batch_id = start.batch_id
-    if batch_id is None:
-        self.wait_for_token(Priority.START)
-        try:
-            batch_id = replay_start(runtime.client, start)
-        except PictifyError as error:
-            self.retry_within_deadline(error)
-        links = BatchLinks.from_pairs(start.links)
-        runtime.store.finish_start(StartMade(start_id, batch_id), links, settings.link_ttl)
-        logger.info("start %s had made batch %s: cancelling it", start_id, batch_id)
-    return run_cancel(self, batch_id, f"start {start_id} killed before its answer")
+    if start.batch_id is not None:
+        return start.batch_id
+    task.wait_for_token(Priority.START)
+    batch_id = replay_start(runtime.client, start)
+    links = BatchLinks.from_pairs(start.links)
+    runtime.store.finish_start(StartMade(start_id, batch_id), links, runtime.settings.link_ttl)
+    logger.info("start %s had made batch %s: cancelling it", start_id, batch_id)
+    return batch_id
 
 
 def replay_start(client: PictifyClient, start: StartRequest) -> str:

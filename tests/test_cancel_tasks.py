@@ -1,0 +1,87 @@
+"""The cancel tasks, eagerly, against the emulator: a state store that fails is waited out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+
+import pictify_tasks
+from pictify_tasks._runtime import runtime_for
+from pictify_tasks.client import batch_render_body
+from pictify_tasks.ids import idempotency_key_for
+from pictify_tasks.revoke.links import BatchLinks, Scope
+from pictify_tasks.store import MemoryStore, StateStoreError
+from pictify_tasks.store.base import RevokedWork
+from pictify_tasks.store.records import StartRequest
+from pictify_tasks.testing import PictifyEmulator
+from tests.fakes import eager_app
+
+
+class StoreDownAtFirst(MemoryStore):
+    """A memory store whose reads of starts and revokes fail ``times`` times, as a Redis down."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.failures_left = times
+
+    def _maybe_down(self) -> None:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise StateStoreError("state store: ConnectionError: refused")
+
+    def start_request(self, start_id: str) -> StartRequest | None:
+        self._maybe_down()
+        return super().start_request(start_id)
+
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
+        self._maybe_down()
+        return super().revoke_ids(ids, scope, ttl)
+
+
+@pytest.fixture
+def emulator() -> Iterator[PictifyEmulator]:
+    with PictifyEmulator(items_per_second=0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def app(emulator: PictifyEmulator) -> Iterator[Celery]:
+    app = eager_app(
+        emulator,
+        pictify_retry_backoff_base=0.01,
+        pictify_retry_backoff_max=0.02,
+        pictify_cancel_max_attempts=1,  # an attempt cap counts HTTP attempts, not store trouble
+    )
+    yield app
+    pictify_tasks.uninstall(app)
+
+
+def use_store(app: Celery, store: MemoryStore) -> None:
+    """Make ``store`` the app's state store in this process."""
+    runtime_for(app)._store = store
+
+
+def record_start(store: MemoryStore, start_id: str, rows: list[dict[str, Any]]) -> StartRequest:
+    start = StartRequest(
+        start_id=start_id,
+        template_uid="tpl_cards",
+        body=batch_render_body(rows, format="webp", webhook_url="https://hooks.example/p"),
+        idempotency_key=idempotency_key_for("start", start_id),
+    )
+    store.begin_start(start, BatchLinks(frozenset({"wf-1"}), frozenset()), 3600)
+    return start
+
+
+def test_cancel_start_waits_out_a_state_store_that_does_not_answer(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    store = StoreDownAtFirst(times=2)
+    use_store(app, store)
+    record_start(store, "start-1", [{"name": "Ada"}])
+    result = app.tasks["pictify.cancel_start"].delay("start-1").get()
+    assert result["outcome"] == "cancelled"
+    assert store.failures_left == 0
+    assert len(emulator.requests_matching("POST", "/batch-render")) == 1
