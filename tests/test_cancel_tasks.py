@@ -85,3 +85,15 @@ def test_cancel_start_waits_out_a_state_store_that_does_not_answer(
     assert result["outcome"] == "cancelled"
     assert store.failures_left == 0
     assert len(emulator.requests_matching("POST", "/batch-render")) == 1
+
+
+def test_cancel_workflow_waits_out_a_state_store_that_does_not_answer(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    store = StoreDownAtFirst(times=2)
+    use_store(app, store)
+    batch_id = emulator.create_batch()
+    store.link_batch(batch_id, BatchLinks(frozenset({"wf-1"}), frozenset()), 3600)
+    assert app.tasks["pictify.cancel_workflow"].delay("wf-1").get() == [batch_id]
+    assert store.failures_left == 0
+    assert [r.status for r in emulator.cancel_requests(batch_id)] == [200]
