@@ -94,14 +94,23 @@ def cancel_step(
         )
         return RetryLater(countdown=max(0.05, wait))
 
-    wait = context.limiter.acquire(Priority.CANCEL)
+    attempt = begin.attempt
+    try:
+        wait = context.limiter.acquire(Priority.CANCEL)
+    except StateStoreError as error:
+        return _store_trouble(error, waits, context)
     if wait > 0:
-        # No token yet: no attempt made. Keep the lease through the wait, so a
-        # duplicate does not take it and book a second place in the queue.
+        # No token yet: no attempt made.
+        elapsed = context.now() - context.asked_at
+        late = context.policy.token_too_late(f"cancel of batch {batch_id}", wait, elapsed)
+        if late is not None:
+            _record_failure(batch_id, owner, late, attempt - 1, context, retry_in=None)
+            raise late
+        # Keep the lease through the wait, so a duplicate does not take it and
+        # book a second place in the queue.
         with contextlib.suppress(StateStoreError):
             store.keep_lease(batch_id, owner, wait + context.lease_seconds)
         return RetryLater(countdown=wait)
-    attempt = begin.attempt
     try:
         result = context.client().cancel_batch(batch_id)
     except PictifyError as error:
@@ -136,18 +145,30 @@ def _failed(
 ) -> RetryLater:
     elapsed = context.now() - context.asked_at
     wait = context.policy.next_wait(error, attempt, elapsed, rand=context.rand)
-    final = wait is None
-    keep = 0.0 if wait is None else wait + context.lease_seconds
-    failure = _failure(batch_id, error, attempt, final=final, at=context.now())
+    _record_failure(batch_id, owner, error, attempt, context, retry_in=wait)
+    if wait is not None:
+        return RetryLater(countdown=wait, error=error, attempt=attempt)
+    raise error
+
+
+def _record_failure(
+    batch_id: str,
+    owner: str,
+    error: PictifyError,
+    attempts: int,
+    context: CancelContext,
+    *,
+    retry_in: float | None,
+) -> None:
+    """Record a failure in the ledger: final without ``retry_in``, else the lease is kept."""
+    keep = 0.0 if retry_in is None else retry_in + context.lease_seconds
+    failure = _failure(batch_id, error, attempts, final=retry_in is None, at=context.now())
     try:
         context.store.fail_cancel(owner, failure, context.ttl, keep)
     except StateStoreError as store_error:
         logger.warning(
             "the failure of batch %s's cancel was not recorded: %s", batch_id, store_error
         )
-    if wait is not None:
-        return RetryLater(countdown=wait, error=error, attempt=attempt)
-    raise error
 
 
 def _store_trouble(error: StateStoreError, waits: int, context: CancelContext) -> RetryLater:

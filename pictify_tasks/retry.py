@@ -12,10 +12,16 @@ from dataclasses import dataclass
 from typing import Callable
 
 from pictify_tasks.backoff import backoff_delay
-from pictify_tasks.errors import PictifyError
+from pictify_tasks.errors import PictifyError, RateLimitError
 from pictify_tasks.store.base import StateStoreError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["NoTokenInTimeError", "RetryPolicy"]
+
+
+class NoTokenInTimeError(RateLimitError):
+    """The rate limiter's next token comes after the deadline: a final failure."""
+
+    retryable = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,21 @@ class RetryPolicy:
         if not self.should_retry(error, attempt, elapsed):
             return None
         return min(self.countdown(attempt, error, rand=rand), self.deadline - elapsed)
+
+    def token_too_late(self, what: str, wait: float, elapsed: float) -> NoTokenInTimeError | None:
+        """The final failure when the next request token comes after the deadline, else ``None``.
+
+        A wait for a token reschedules the task; one that would end past the
+        deadline would only send a request the budget no longer allows.
+        """
+        left = self.deadline - elapsed
+        if wait <= left:
+            return None
+        return NoTokenInTimeError(
+            f"{what}: no request token before the deadline (the next in {wait:.1f}s, "
+            f"{max(left, 0.0):.1f}s left)",
+            retry_after=wait,
+        )
 
     def backoff_ceiling(self, attempt: int) -> float:
         """The largest jittered wait after attempt ``attempt``."""

@@ -18,6 +18,7 @@ from pictify_tasks import (
 from pictify_tasks.cancel import CancelContext, RetryLater, cancel_step
 from pictify_tasks.errors import CancelFailedError
 from pictify_tasks.ratelimit import Priority
+from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.store import MemoryStore, OutcomeRecord, StateStore, StateStoreError
 
 Answer = Union[CancelResult, BaseException]
@@ -250,6 +251,7 @@ def test_a_cancel_waits_for_a_token_without_spending_an_attempt() -> None:
         ttl=3600,
         asked_at=ASKED,
         limiter=limiter,
+        now=lambda: ASKED + 1,
     )
     for _ in range(2):
         decision = cancel_step("b1", "task-a", context)
@@ -260,3 +262,47 @@ def test_a_cancel_waits_for_a_token_without_spending_an_attempt() -> None:
     assert isinstance(result, OutcomeRecord) and result.attempts == 1
     assert client.calls == 1
     assert limiter.asks == [Priority.CANCEL] * 3
+
+
+class LimiterDown:
+    """A limiter whose store cannot be asked."""
+
+    def acquire(self, priority: object) -> float:
+        raise StateStoreError("state store: ConnectionError: refused")
+
+
+def _limited_step(store: StateStore, client: StubClient, limiter: object, now: float) -> object:
+    context = CancelContext(
+        store=store,
+        client=lambda: client,  # type: ignore[arg-type,return-value]
+        policy=RetryPolicy(deadline=60.0),
+        lease_seconds=30,
+        ttl=3600,
+        asked_at=ASKED,
+        limiter=limiter,  # type: ignore[arg-type]
+        now=lambda: now,
+        rand=lambda: 0.5,
+    )
+    return cancel_step("b1", "task-a", context)
+
+
+def test_a_limiter_whose_store_is_down_is_retried_within_the_deadline() -> None:
+    store, client = MemoryStore(), StubClient([CANCELLED])
+    decision = _limited_step(store, client, LimiterDown(), ASKED + 1)
+    assert isinstance(decision, RetryLater) and isinstance(decision.error, StateStoreError)
+    with pytest.raises(StateStoreError):
+        _limited_step(store, client, LimiterDown(), ASKED + 61)
+    assert client.calls == 0
+
+
+def test_a_token_that_comes_after_the_deadline_is_the_final_failure() -> None:
+    store, client = MemoryStore(), StubClient([CANCELLED])
+    # 1.5 s to the token with 2 s left: wait for it.
+    assert _limited_step(store, client, Rationed(waits=1), ASKED + 58) == RetryLater(1.5)
+    with pytest.raises(NoTokenInTimeError, match="no request token before the deadline"):
+        _limited_step(store, client, Rationed(waits=1), ASKED + 59)
+    failure = store.cancel_state("b1").failure
+    assert failure is not None and failure.final and failure.attempts == 0
+    assert client.calls == 0
+    with pytest.raises(CancelFailedError):  # a duplicate asked as early fails with it
+        _step(store, client, owner="task-b", now=ASKED + 59.5)

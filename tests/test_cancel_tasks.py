@@ -1,4 +1,5 @@
-"""The cancel tasks, eagerly, against the emulator: a state store that fails is waited out."""
+"""The tasks, eagerly, against the emulator: a state store that fails is waited out, a
+rate limit that would end past the deadline is the final failure."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import pictify_tasks
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.client import batch_render_body
 from pictify_tasks.ids import idempotency_key_for
+from pictify_tasks.models import RateLimitInfo
+from pictify_tasks.ratelimit import Priority
+from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.base import RevokedWork
@@ -97,3 +101,39 @@ def test_cancel_workflow_waits_out_a_state_store_that_does_not_answer(
     assert app.tasks["pictify.cancel_workflow"].delay("wf-1").get() == [batch_id]
     assert store.failures_left == 0
     assert [r.status for r in emulator.cancel_requests(batch_id)] == [200]
+
+
+class Limiter:
+    """A limiter whose store is down ``down`` times, then makes every request wait ``wait`` s."""
+
+    def __init__(self, *, down: int = 0, wait: float = 0.0) -> None:
+        self.down, self.wait = down, wait
+
+    def acquire(self, priority: Priority) -> float:
+        if self.down > 0:
+            self.down -= 1
+            raise StateStoreError("state store: ConnectionError: refused")
+        return self.wait
+
+    def observe(self, status: int, info: RateLimitInfo) -> None:
+        """Nothing to learn."""
+
+
+def test_a_wait_whose_limiter_store_is_down_polls_again(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    runtime_for(app)._limiter = limiter = Limiter(down=2)
+    batch_id = emulator.create_batch(status="completed")
+    result = app.tasks["pictify.wait_for_batch"].delay(batch_id, poll_interval=0.01).get()
+    assert result["status"] == "completed" and limiter.down == 0
+
+
+def test_a_start_whose_token_comes_after_the_deadline_fails_for_good(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    app.conf.pictify_cancel_deadline = 30
+    runtime_for(app).reload()
+    runtime_for(app)._limiter = Limiter(wait=40.0)
+    with pytest.raises(NoTokenInTimeError, match="no request token before the deadline"):
+        app.tasks["pictify.start_batch"].delay("tpl_cards", [{"name": "Ada"}]).get()
+    assert emulator.requests_matching("POST", "/batch-render") == []
