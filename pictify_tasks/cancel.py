@@ -16,7 +16,7 @@ from typing import Callable
 
 from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.client import PictifyClient
-from pictify_tasks.errors import CancelFailedError, PictifyError
+from pictify_tasks.errors import CancelFailedError, PictifyConnectionError, PictifyError
 from pictify_tasks.ratelimit import Priority, RateLimiter, Unlimited
 from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.store.base import StateStore, StateStoreError
@@ -115,10 +115,13 @@ def cancel_step(
         result = context.client().cancel_batch(batch_id)
     except PictifyError as error:
         return _failed(batch_id, owner, error, attempt, context)
+    except Exception as exc:
+        # Not an API answer (the soft time limit, an OSError, a bug): the outcome
+        # is unknown, so it is a failed attempt like a dropped connection.
+        return _failed(batch_id, owner, _unanswered(batch_id, exc), attempt, context)
     except BaseException:
-        # Not an API answer (a bug, a time limit, a worker shutting down): give
-        # the lease back so that a retry, the redelivered message or a
-        # duplicate can go on at once.
+        # The worker is going away (a shutdown, an exit): give the lease back so
+        # that the redelivered message or a duplicate can go on at once.
         with contextlib.suppress(StateStoreError):
             store.fail_cancel(owner, FailureRecord.interrupted(batch_id, attempt), context.ttl, 0)
         raise
@@ -169,6 +172,15 @@ def _record_failure(
         logger.warning(
             "the failure of batch %s's cancel was not recorded: %s", batch_id, store_error
         )
+
+
+def _unanswered(batch_id: str, exc: Exception) -> PictifyConnectionError:
+    """An exception that cut the call short, as the API error it amounts to (its type only)."""
+    error = PictifyConnectionError(
+        f"cancel of batch {batch_id} cut short by {type(exc).__name__} (outcome unknown)"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def _store_trouble(error: StateStoreError, waits: int, context: CancelContext) -> RetryLater:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Union
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 
 from pictify_tasks import (
     AuthenticationError,
@@ -160,6 +161,26 @@ def test_an_unexpected_exception_gives_the_lease_back() -> None:
     failure = store.cancel_state("b1").failure
     assert failure is not None and failure.error == "interrupted" and not failure.final
     assert _step(store, client, owner="task-b").outcome == "cancelled"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "cut", [SoftTimeLimitExceeded(), OSError("disk full"), KeyError("a bug")], ids=type
+)
+def test_a_call_cut_short_by_a_non_api_exception_is_a_failed_attempt(cut: Exception) -> None:
+    """Retried within the deadline with the lease kept, then the final failure, like a timeout."""
+    store = MemoryStore()
+    client = StubClient([cut, cut])
+    decision = _step(store, client, max_attempts=None, deadline=60)
+    assert isinstance(decision, RetryLater)
+    assert isinstance(decision.error, PictifyConnectionError)
+    assert f"cut short by {type(cut).__name__}" in str(decision.error)
+    failure = store.cancel_state("b1").failure
+    assert failure is not None and not failure.final and failure.attempts == 1
+    assert isinstance(_step(store, client, owner="task-b"), RetryLater)  # the lease is kept
+    with pytest.raises(PictifyConnectionError):
+        _step(store, client, max_attempts=None, deadline=60, now=ASKED + 61)
+    failure = store.cancel_state("b1").failure
+    assert failure is not None and failure.final and failure.attempts == 2
 
 
 def test_retryable_errors_are_retried_until_the_deadline_not_a_count() -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
-
 from pictify_tasks.cancel import CancelContext, RetryLater, cancel_step
 from pictify_tasks.client import PictifyClient
-from pictify_tasks.errors import PictifyConnectionError, PictifyError
+from pictify_tasks.errors import PictifyError
 from pictify_tasks.ids import validate_id
 from pictify_tasks.publisher import record_wanted
 from pictify_tasks.ratelimit import Priority
@@ -75,13 +73,6 @@ def run_cancel(task: PictifyTask, batch_id: str, reason: str = "") -> CancelBatc
             context,
             waits=task.request.retries or 0,
         )
-    except SoftTimeLimitExceeded:
-        # The time limit cut the HTTP call short: the outcome is unknown, try again.
-        cut = PictifyConnectionError(
-            f"cancel of batch {batch_id} cut short by the task's soft time limit (outcome unknown)"
-        )
-        report.retry(cut, (request.retries or 0) + 1, 0.0)
-        task.retry_within_deadline(cut)
     except PictifyError as error:
         report.failed(error, _attempts(runtime.store, batch_id))
         raise
