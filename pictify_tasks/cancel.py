@@ -16,7 +16,13 @@ from typing import Callable
 
 from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.client import PictifyClient
-from pictify_tasks.errors import CancelFailedError, PictifyConnectionError, PictifyError
+from pictify_tasks.errors import (
+    CancelFailedError,
+    CancelNotConfirmedError,
+    PictifyConnectionError,
+    PictifyError,
+)
+from pictify_tasks.ids import idempotency_key_for
 from pictify_tasks.ratelimit import Priority, RateLimiter, Unlimited
 from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.store.base import StateStore, StateStoreError
@@ -96,6 +102,7 @@ def cancel_step(
 
     attempt = begin.attempt
     try:
+        unconfirmed = attempt > 1 and _last_unconfirmed(store, batch_id)
         wait = context.limiter.acquire(Priority.CANCEL)
     except StateStoreError as error:
         return _store_trouble(error, waits, context)
@@ -111,8 +118,11 @@ def cancel_step(
         with contextlib.suppress(StateStoreError):
             store.keep_lease(batch_id, owner, wait + context.lease_seconds)
         return RetryLater(countdown=wait)
+    # After a 200 that did not confirm the cancel, the same key would only get
+    # that answer replayed: this attempt is a new request.
+    key = idempotency_key_for("cancel", f"{batch_id}/{attempt}") if unconfirmed else None
     try:
-        result = context.client().cancel_batch(batch_id)
+        result = context.client().cancel_batch(batch_id, idempotency_key=key)
     except PictifyError as error:
         return _failed(batch_id, owner, error, attempt, context)
     except Exception as exc:
@@ -125,13 +135,15 @@ def cancel_step(
         with contextlib.suppress(StateStoreError):
             store.fail_cancel(owner, FailureRecord.interrupted(batch_id, attempt), context.ttl, 0)
         raise
+    # The batch still ran when the unconfirmed answer came: that cancel stopped it.
+    stopped = "cancelled" if unconfirmed and result.status == "cancelled" else result.outcome
     outcome = OutcomeRecord(
         batch_id,
         result.status,
-        result.outcome,
+        stopped,
         attempt,
         result.message,
-        items_not_rendered=_not_rendered(result.outcome, begin.progress),
+        items_not_rendered=_not_rendered(stopped, begin.progress),
     )
     try:
         recorded = store.finish_cancel(
@@ -172,6 +184,12 @@ def _record_failure(
         logger.warning(
             "the failure of batch %s's cancel was not recorded: %s", batch_id, store_error
         )
+
+
+def _last_unconfirmed(store: StateStore, batch_id: str) -> bool:
+    """Whether the batch's last failed attempt was a 200 that did not confirm the cancel."""
+    failure = store.cancel_state(batch_id).failure
+    return failure is not None and failure.error == CancelNotConfirmedError.__name__
 
 
 def _unanswered(batch_id: str, exc: Exception) -> PictifyConnectionError:

@@ -10,6 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from pictify_tasks import (
     AuthenticationError,
+    CancelNotConfirmedError,
     CancelResult,
     PictifyConnectionError,
     RateLimitError,
@@ -31,9 +32,11 @@ class StubClient:
     def __init__(self, answers: list[Answer]) -> None:
         self._answers: Iterator[Answer] = iter(answers)
         self.calls = 0
+        self.keys: list[str | None] = []
 
-    def cancel_batch(self, batch_id: str) -> CancelResult:
+    def cancel_batch(self, batch_id: str, *, idempotency_key: str | None = None) -> CancelResult:
         self.calls += 1
+        self.keys.append(idempotency_key)
         answer = next(self._answers)
         if isinstance(answer, BaseException):
             raise answer
@@ -141,6 +144,28 @@ def test_the_last_attempt_fails_with_the_last_error_and_the_ledger_says_so() -> 
     # ...but a cancel asked later tries again, with a fresh budget.
     later = _step(store, client, owner="task-c", asked_at=ASKED + 100, now=ASKED + 101)
     assert later.attempts == 1  # type: ignore[union-attr]
+
+
+def test_after_an_unconfirmed_answer_the_next_attempt_is_a_new_request() -> None:
+    """The same Idempotency-Key would only get the unconfirmed answer replayed."""
+    store = MemoryStore()
+    already = CancelResult("b1", "cancelled", "already_finished", "Batch was already cancelled")
+    client = StubClient([CancelNotConfirmedError("still processing", status=200), already])
+    assert isinstance(_step(store, client), RetryLater)
+    result = _step(store, client)
+    # The batch still ran at the unconfirmed answer: that cancel is what stopped it.
+    assert isinstance(result, OutcomeRecord)
+    assert (result.outcome, result.attempts) == ("cancelled", 2)
+    assert client.keys[0] is None  # the batch's own key
+    assert client.keys[1] is not None and client.keys[1].startswith("pictify-tasks-cancel-")
+
+
+def test_an_ordinary_retry_keeps_the_batchs_own_key() -> None:
+    store = MemoryStore()
+    client = StubClient([ServerError("503", status=503), CANCELLED])
+    assert isinstance(_step(store, client), RetryLater)
+    assert _step(store, client).outcome == "cancelled"  # type: ignore[union-attr]
+    assert client.keys == [None, None]
 
 
 def test_non_retryable_errors_fail_at_once() -> None:

@@ -137,3 +137,18 @@ def test_a_start_whose_token_comes_after_the_deadline_fails_for_good(
     with pytest.raises(NoTokenInTimeError, match="no request token before the deadline"):
         app.tasks["pictify.start_batch"].delay("tpl_cards", [{"name": "Ada"}]).get()
     assert emulator.requests_matching("POST", "/batch-render") == []
+
+
+def test_a_cancel_that_lags_is_confirmed_by_a_new_request(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    """The first 200 still says processing; replaying its key would say so until the deadline."""
+    app.conf.update(pictify_cancel_max_attempts=None, pictify_cancel_deadline=10)
+    runtime_for(app).reload()
+    emulator.cancel_lag = 0.2
+    batch_id = emulator.create_batch()
+    result = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
+    assert result["outcome"] == "cancelled" and result["attempts"] >= 2
+    answers = [r.status for r in emulator.cancel_requests(batch_id)]
+    assert answers[0] == 200 and len(answers) == result["attempts"]
+    assert emulator.batch(batch_id)["status"] == "cancelled"
