@@ -3,6 +3,7 @@ rate limit that would end past the deadline is the final failure."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from celery import Celery
 import pictify_tasks
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.client import batch_render_body
+from pictify_tasks.errors import InvalidRequestError
 from pictify_tasks.ids import idempotency_key_for
 from pictify_tasks.models import RateLimitInfo
 from pictify_tasks.ratelimit import Priority
@@ -152,3 +154,36 @@ def test_a_cancel_that_lags_is_confirmed_by_a_new_request(
     answers = [r.status for r in emulator.cancel_requests(batch_id)]
     assert answers[0] == 200 and len(answers) == result["attempts"]
     assert emulator.batch(batch_id)["status"] == "cancelled"
+
+
+def test_a_replayed_start_sends_the_recorded_body_exactly(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    """Its fields in the recorded order (as another version may have written them)."""
+    store = MemoryStore()
+    use_store(app, store)
+    body = {
+        "webhookUrl": "https://hooks.example/p",
+        "format": "webp",
+        "variableSets": [{"name": "Ada"}],
+    }
+    store.begin_start(
+        StartRequest("start-2", "tpl_cards", body, idempotency_key_for("start", "start-2")),
+        BatchLinks(frozenset({"wf-2"}), frozenset()),
+        3600,
+    )
+    assert app.tasks["pictify.cancel_start"].delay("start-2").get()["outcome"] == "cancelled"
+    (sent,) = emulator.requests_matching("POST", "/batch-render")
+    assert list(json.loads(sent.body).items()) == list(body.items())
+
+
+def test_a_recorded_body_that_is_not_valid_is_never_sent(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    store = MemoryStore()
+    use_store(app, store)
+    start = StartRequest("start-3", "tpl_cards", {"variableSets": []}, "key-3")
+    store.begin_start(start, BatchLinks(frozenset({"wf-3"}), frozenset()), 3600)
+    with pytest.raises(InvalidRequestError, match="at least one object"):
+        app.tasks["pictify.cancel_start"].delay("start-3").get()
+    assert emulator.requests_matching("POST", "/batch-render") == []

@@ -11,7 +11,6 @@ from pictify_tasks.errors import PictifyError
 from pictify_tasks.ids import validate_id
 from pictify_tasks.publisher import record_wanted
 from pictify_tasks.ratelimit import Priority
-from pictify_tasks.render_body import PYTHON_NAMES
 from pictify_tasks.reporting import CancelReport
 from pictify_tasks.results import CancelBatchResult
 from pictify_tasks.revoke.links import BatchLinks
@@ -150,10 +149,7 @@ def _batch_of_start(task: PictifyTask, start_id: str) -> str | None:
 
 def replay_start(client: PictifyClient, start: StartRequest) -> str:
     """Send a recorded start again, byte for byte, with its Idempotency-Key."""
-    body = dict(start.body)
-    variable_sets = body.pop("variableSets", [])
-    options = {PYTHON_NAMES.get(name, name): value for name, value in body.items()}
-    answer = client.start_batch(
-        start.template_uid, variable_sets, idempotency_key=start.idempotency_key, **options
+    answer = client.start_batch_body(
+        start.template_uid, start.body, idempotency_key=start.idempotency_key
     )
     return answer.batch_id
