@@ -28,7 +28,7 @@ from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.store.base import StateStore, StateStoreError
 from pictify_tasks.store.records import FailureRecord, OutcomeRecord
 
-__all__ = ["CancelContext", "RetryLater", "cancel_step"]
+__all__ = ["CancelContext", "GiveUp", "RetryLater", "cancel_step"]
 
 logger = logging.getLogger("pictify_tasks.cancel")
 
@@ -53,6 +53,17 @@ class RetryLater:
 
 
 @dataclass(frozen=True)
+class GiveUp:
+    """The cancel failed for good: raise ``error``; ``attempts`` HTTP attempts were made.
+
+    It is recorded in the ledger already (when the store answered).
+    """
+
+    error: PictifyError
+    attempts: int
+
+
+@dataclass(frozen=True)
 class CancelContext:
     """What one cancel step needs besides the batch id and the owner."""
 
@@ -71,12 +82,12 @@ class CancelContext:
 
 def cancel_step(
     batch_id: str, owner: str, context: CancelContext, *, waits: int = 0
-) -> OutcomeRecord | RetryLater:
-    """Return the batch's cancel outcome, or say when to look again.
+) -> OutcomeRecord | RetryLater | GiveUp:
+    """Return the batch's cancel outcome, say when to look again, or give up.
 
-    ``waits`` counts this task's earlier steps (its retries). Raises the
-    error when there is no budget left (the policy's deadline, counted from
-    ``asked_at``, or its attempt cap), after recording it as a final failure.
+    ``waits`` counts this task's earlier steps (its retries). It gives up
+    when there is no budget left (the policy's deadline, counted from
+    ``asked_at``, or its attempt cap), after recording a final failure.
     A state store that cannot be reached is a transient error like any other.
     """
     store = context.store
@@ -88,11 +99,12 @@ def cancel_step(
         return dataclasses.replace(begin.outcome, replayed=True)
     if begin.failure is not None:
         failure = begin.failure
-        raise CancelFailedError(
+        failed = CancelFailedError(
             f"cancel of batch {batch_id} failed for good after {failure.attempts} attempt(s): "
             f"{failure.message}",
             status=failure.status,
         )
+        return GiveUp(failed, failure.attempts)
     if not begin.acquired:
         cap = min(MAX_LEASE_WAIT, max(begin.lease_remaining, 0.05))
         wait = backoff_delay(
@@ -112,7 +124,7 @@ def cancel_step(
         late = context.policy.token_too_late(f"cancel of batch {batch_id}", wait, elapsed)
         if late is not None:
             _record_failure(batch_id, owner, late, attempt - 1, context, retry_in=None)
-            raise late
+            return GiveUp(late, attempt - 1)
         # Keep the lease through the wait, so a duplicate does not take it and
         # book a second place in the queue.
         with contextlib.suppress(StateStoreError):
@@ -157,13 +169,13 @@ def cancel_step(
 
 def _failed(
     batch_id: str, owner: str, error: PictifyError, attempt: int, context: CancelContext
-) -> RetryLater:
+) -> RetryLater | GiveUp:
     elapsed = context.now() - context.asked_at
     wait = context.policy.next_wait(error, attempt, elapsed, rand=context.rand)
     _record_failure(batch_id, owner, error, attempt, context, retry_in=wait)
-    if wait is not None:
-        return RetryLater(countdown=wait, error=error, attempt=attempt)
-    raise error
+    if wait is None:
+        return GiveUp(error, attempt)
+    return RetryLater(countdown=wait, error=error, attempt=attempt)
 
 
 def _record_failure(
@@ -201,12 +213,17 @@ def _unanswered(batch_id: str, exc: Exception) -> PictifyConnectionError:
     return error
 
 
-def _store_trouble(error: StateStoreError, waits: int, context: CancelContext) -> RetryLater:
-    """The store is down: wait and try again within the deadline (the policy's rule)."""
+def _store_trouble(
+    error: StateStoreError, waits: int, context: CancelContext
+) -> RetryLater | GiveUp:
+    """The store is down: wait and try again within the deadline (the policy's rule).
+
+    Giving up, the attempts made are not known (the ledger counts them).
+    """
     elapsed = context.now() - context.asked_at
     wait = context.policy.next_wait(error, waits + 1, elapsed, rand=context.rand)
     if wait is None:
-        raise error
+        return GiveUp(error, 0)
     return RetryLater(countdown=wait, error=error)
 
 

@@ -109,10 +109,6 @@ class RetryPolicy:
             retry_after=wait,
         )
 
-    def backoff_ceiling(self, attempt: int) -> float:
-        """The largest jittered wait after attempt ``attempt``."""
-        return backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_max, jitter=0.0)
-
     def server_wait(self, error: BaseException | None) -> float | None:
         """The error's ``retry_after`` capped at ``retry_after_max``; ``None`` if it has none."""
         value = getattr(error, "retry_after", None)

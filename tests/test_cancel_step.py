@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Union
+from typing import Any, Union
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
@@ -17,7 +17,7 @@ from pictify_tasks import (
     RetryPolicy,
     ServerError,
 )
-from pictify_tasks.cancel import CancelContext, RetryLater, cancel_step
+from pictify_tasks.cancel import CancelContext, GiveUp, RetryLater, cancel_step
 from pictify_tasks.errors import CancelFailedError
 from pictify_tasks.ratelimit import Priority
 from pictify_tasks.retry import NoTokenInTimeError
@@ -49,7 +49,18 @@ CANCELLED = CancelResult("b1", "cancelled", "cancelled", "Batch cancelled")
 ASKED = 1_700_000_000.0
 
 
-def _step(  # type: ignore[no-untyped-def]
+def _step(*args: Any, **kwargs: Any) -> Any:
+    """One step, as the task sees it: giving up raises the error."""
+    return _unwrap(_decision(*args, **kwargs))
+
+
+def _unwrap(decision: Any) -> Any:
+    if isinstance(decision, GiveUp):
+        raise decision.error
+    return decision
+
+
+def _decision(  # type: ignore[no-untyped-def]
     store: StateStore,
     client: StubClient,
     owner: str = "task-a",
@@ -168,6 +179,19 @@ def test_an_ordinary_retry_keeps_the_batchs_own_key() -> None:
     assert client.keys == [None, None]
 
 
+def test_giving_up_says_how_many_attempts_were_made() -> None:
+    """The task reports them from the decision, without reading the ledger again."""
+    store = MemoryStore()
+    client = StubClient([ServerError("a", status=503), ServerError("b", status=503)])
+    assert isinstance(_decision(store, client, max_attempts=2), RetryLater)
+    decision = _decision(store, client, max_attempts=2)
+    assert isinstance(decision, GiveUp) and decision.attempts == 2
+    assert str(decision.error) == "b"
+    again = _decision(store, client, owner="task-b", max_attempts=2)
+    assert isinstance(again, GiveUp) and again.attempts == 2
+    assert isinstance(again.error, CancelFailedError)
+
+
 def test_non_retryable_errors_fail_at_once() -> None:
     store = MemoryStore()
     client = StubClient([AuthenticationError("401", status=401)])
@@ -276,15 +300,16 @@ def test_a_store_failure_after_the_post_retries_the_post() -> None:
 
 
 class Rationed:
-    """A limiter that makes the first ``waits`` asks wait 1.5 s, then lets requests go."""
+    """A limiter that makes the first ``waits`` asks wait ``wait`` s, then lets requests go."""
 
-    def __init__(self, waits: int) -> None:
+    def __init__(self, waits: int, wait: float = 1.5) -> None:
         self.asks: list[object] = []
         self._waits = waits
+        self._wait = wait
 
     def acquire(self, priority: object) -> float:
         self.asks.append(priority)
-        return 1.5 if len(self.asks) <= self._waits else 0.0
+        return self._wait if len(self.asks) <= self._waits else 0.0
 
 
 def test_a_cancel_waits_for_a_token_without_spending_an_attempt() -> None:
@@ -329,7 +354,7 @@ def _limited_step(store: StateStore, client: StubClient, limiter: object, now: f
         now=lambda: now,
         rand=lambda: 0.5,
     )
-    return cancel_step("b1", "task-a", context)
+    return _unwrap(cancel_step("b1", "task-a", context))
 
 
 def test_a_limiter_whose_store_is_down_is_retried_within_the_deadline() -> None:
@@ -352,3 +377,23 @@ def test_a_token_that_comes_after_the_deadline_is_the_final_failure() -> None:
     assert client.calls == 0
     with pytest.raises(CancelFailedError):  # a duplicate asked as early fails with it
         _step(store, client, owner="task-b", now=ASKED + 59.5)
+
+
+def test_a_token_wait_keeps_the_lease_for_the_whole_wait() -> None:
+    """keep_lease: a duplicate asking during a wait longer than the lease waits too."""
+    clock = [0.0]
+    store, client = MemoryStore(clock=lambda: clock[0]), StubClient([CANCELLED])
+    context = CancelContext(
+        store=store,
+        client=lambda: client,  # type: ignore[arg-type,return-value]
+        policy=RetryPolicy(),
+        lease_seconds=5,
+        ttl=3600,
+        asked_at=ASKED,
+        limiter=Rationed(waits=1, wait=60.0),
+        now=lambda: ASKED + 1,
+    )
+    assert cancel_step("b1", "task-a", context) == RetryLater(countdown=60.0)
+    clock[0] = 30.0  # the 5 s lease alone would have ended long ago
+    duplicate = store.begin_cancel("b1", "task-b", 5, ASKED)
+    assert not duplicate.acquired and 30 < duplicate.lease_remaining <= 35

@@ -26,12 +26,6 @@ def test_retries_only_retryable_errors_and_only_within_the_budget() -> None:
     assert not policy.should_retry(ValueError("x"), 1)
 
 
-def test_backoff_doubles_and_is_capped() -> None:
-    policy = RetryPolicy(max_attempts=10, backoff_base=0.5, backoff_max=3.0)
-    assert [policy.backoff_ceiling(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert policy.backoff_ceiling(10_000) == 3.0
-
-
 def test_full_jitter_spans_zero_to_the_ceiling() -> None:
     policy = RetryPolicy(backoff_base=1.0, backoff_max=100.0)
     assert policy.countdown(3, rand=lambda: 0.0) == 0.0
@@ -72,11 +66,6 @@ def test_the_defaults_bound_a_cancel_by_time_not_by_attempts() -> None:
     assert (policy.max_attempts, policy.backoff_max) == (None, 60.0)
     assert (policy.deadline, policy.retry_after_max) == (3600.0, 300.0)
     assert policy.should_retry(ServerError("x"), 1_000)
-
-
-def test_the_policy_builds_from_the_keywords_the_runtime_passes() -> None:
-    policy = RetryPolicy(max_attempts=None, backoff_base=0.5, backoff_max=10.0)
-    assert policy.should_retry(ServerError("x"), 50)
 
 
 def test_the_servers_wait_is_capped() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pictify_tasks.cancel import CancelContext, RetryLater, cancel_step
+from pictify_tasks.cancel import CancelContext, GiveUp, RetryLater, cancel_step
 from pictify_tasks.client import PictifyClient
 from pictify_tasks.errors import PictifyError
 from pictify_tasks.ids import validate_id
@@ -14,7 +14,6 @@ from pictify_tasks.ratelimit import Priority
 from pictify_tasks.reporting import CancelReport
 from pictify_tasks.results import CancelBatchResult
 from pictify_tasks.revoke.links import BatchLinks
-from pictify_tasks.store.base import StateStore, StateStoreError
 from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
 from pictify_tasks.tasks.base import PictifyTask, asked_at
 
@@ -65,16 +64,15 @@ def run_cancel(task: PictifyTask, batch_id: str, reason: str = "") -> CancelBatc
         limiter=runtime.limiter,
         workflow_id=report.workflow_id,
     )
-    try:
-        decision = cancel_step(
-            batch_id,
-            task.request.id or f"eager-{id(task.request)}",
-            context,
-            waits=task.request.retries or 0,
-        )
-    except PictifyError as error:
-        report.failed(error, _attempts(runtime.store, batch_id))
-        raise
+    decision = cancel_step(
+        batch_id,
+        task.request.id or f"eager-{id(task.request)}",
+        context,
+        waits=task.request.retries or 0,
+    )
+    if isinstance(decision, GiveUp):
+        report.failed(decision.error, decision.attempts)
+        raise decision.error
     if isinstance(decision, RetryLater):
         if decision.error is None:
             report.wait(decision.countdown)
@@ -83,15 +81,6 @@ def run_cancel(task: PictifyTask, batch_id: str, reason: str = "") -> CancelBatc
         task.come_back(decision.countdown, error=decision.error)
     report.outcome(decision)
     return decision.as_result()
-
-
-def _attempts(store: StateStore, batch_id: str) -> int:
-    """The attempts the ledger counted for a failed cancel (0 if it cannot say)."""
-    try:
-        failure = store.cancel_state(batch_id).failure
-    except StateStoreError:
-        return 0
-    return failure.attempts if failure else 0
 
 
 def cancel_batch_task(
