@@ -16,13 +16,19 @@ from typing import Callable
 
 from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.client import PictifyClient
-from pictify_tasks.errors import CancelFailedError, PictifyError
+from pictify_tasks.errors import (
+    CancelFailedError,
+    CancelNotConfirmedError,
+    PictifyConnectionError,
+    PictifyError,
+)
+from pictify_tasks.ids import idempotency_key_for
 from pictify_tasks.ratelimit import Priority, RateLimiter, Unlimited
 from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.store.base import StateStore, StateStoreError
 from pictify_tasks.store.records import FailureRecord, OutcomeRecord
 
-__all__ = ["CancelContext", "RetryLater", "cancel_step"]
+__all__ = ["CancelContext", "GiveUp", "RetryLater", "cancel_step"]
 
 logger = logging.getLogger("pictify_tasks.cancel")
 
@@ -47,6 +53,17 @@ class RetryLater:
 
 
 @dataclass(frozen=True)
+class GiveUp:
+    """The cancel failed for good: raise ``error``; ``attempts`` HTTP attempts were made.
+
+    It is recorded in the ledger already (when the store answered).
+    """
+
+    error: PictifyError
+    attempts: int
+
+
+@dataclass(frozen=True)
 class CancelContext:
     """What one cancel step needs besides the batch id and the owner."""
 
@@ -65,12 +82,12 @@ class CancelContext:
 
 def cancel_step(
     batch_id: str, owner: str, context: CancelContext, *, waits: int = 0
-) -> OutcomeRecord | RetryLater:
-    """Return the batch's cancel outcome, or say when to look again.
+) -> OutcomeRecord | RetryLater | GiveUp:
+    """Return the batch's cancel outcome, say when to look again, or give up.
 
-    ``waits`` counts this task's earlier steps (its retries). Raises the
-    error when there is no budget left (the policy's deadline, counted from
-    ``asked_at``, or its attempt cap), after recording it as a final failure.
+    ``waits`` counts this task's earlier steps (its retries). It gives up
+    when there is no budget left (the policy's deadline, counted from
+    ``asked_at``, or its attempt cap), after recording a final failure.
     A state store that cannot be reached is a transient error like any other.
     """
     store = context.store
@@ -82,11 +99,12 @@ def cancel_step(
         return dataclasses.replace(begin.outcome, replayed=True)
     if begin.failure is not None:
         failure = begin.failure
-        raise CancelFailedError(
+        failed = CancelFailedError(
             f"cancel of batch {batch_id} failed for good after {failure.attempts} attempt(s): "
             f"{failure.message}",
             status=failure.status,
         )
+        return GiveUp(failed, failure.attempts)
     if not begin.acquired:
         cap = min(MAX_LEASE_WAIT, max(begin.lease_remaining, 0.05))
         wait = backoff_delay(
@@ -94,32 +112,50 @@ def cancel_step(
         )
         return RetryLater(countdown=max(0.05, wait))
 
-    wait = context.limiter.acquire(Priority.CANCEL)
+    attempt = begin.attempt
+    try:
+        unconfirmed = attempt > 1 and _last_unconfirmed(store, batch_id)
+        wait = context.limiter.acquire(Priority.CANCEL)
+    except StateStoreError as error:
+        return _store_trouble(error, waits, context)
     if wait > 0:
-        # No token yet: no attempt made. Keep the lease through the wait, so a
-        # duplicate does not take it and book a second place in the queue.
+        # No token yet: no attempt made.
+        elapsed = context.now() - context.asked_at
+        late = context.policy.token_too_late(f"cancel of batch {batch_id}", wait, elapsed)
+        if late is not None:
+            _record_failure(batch_id, owner, late, attempt - 1, context, retry_in=None)
+            return GiveUp(late, attempt - 1)
+        # Keep the lease through the wait, so a duplicate does not take it and
+        # book a second place in the queue.
         with contextlib.suppress(StateStoreError):
             store.keep_lease(batch_id, owner, wait + context.lease_seconds)
         return RetryLater(countdown=wait)
-    attempt = begin.attempt
+    # After a 200 that did not confirm the cancel, the same key would only get
+    # that answer replayed: this attempt is a new request.
+    key = idempotency_key_for("cancel", f"{batch_id}/{attempt}") if unconfirmed else None
     try:
-        result = context.client().cancel_batch(batch_id)
+        result = context.client().cancel_batch(batch_id, idempotency_key=key)
     except PictifyError as error:
         return _failed(batch_id, owner, error, attempt, context)
+    except Exception as exc:
+        # Not an API answer (the soft time limit, an OSError, a bug): the outcome
+        # is unknown, so it is a failed attempt like a dropped connection.
+        return _failed(batch_id, owner, _unanswered(batch_id, exc), attempt, context)
     except BaseException:
-        # Not an API answer (a bug, a time limit, a worker shutting down): give
-        # the lease back so that a retry, the redelivered message or a
-        # duplicate can go on at once.
+        # The worker is going away (a shutdown, an exit): give the lease back so
+        # that the redelivered message or a duplicate can go on at once.
         with contextlib.suppress(StateStoreError):
             store.fail_cancel(owner, FailureRecord.interrupted(batch_id, attempt), context.ttl, 0)
         raise
+    # The batch still ran when the unconfirmed answer came: that cancel stopped it.
+    stopped = "cancelled" if unconfirmed and result.status == "cancelled" else result.outcome
     outcome = OutcomeRecord(
         batch_id,
         result.status,
-        result.outcome,
+        stopped,
         attempt,
         result.message,
-        items_not_rendered=_not_rendered(result.outcome, begin.progress),
+        items_not_rendered=_not_rendered(stopped, begin.progress),
     )
     try:
         recorded = store.finish_cancel(
@@ -133,30 +169,61 @@ def cancel_step(
 
 def _failed(
     batch_id: str, owner: str, error: PictifyError, attempt: int, context: CancelContext
-) -> RetryLater:
+) -> RetryLater | GiveUp:
     elapsed = context.now() - context.asked_at
     wait = context.policy.next_wait(error, attempt, elapsed, rand=context.rand)
-    final = wait is None
-    keep = 0.0 if wait is None else wait + context.lease_seconds
-    failure = _failure(batch_id, error, attempt, final=final, at=context.now())
+    _record_failure(batch_id, owner, error, attempt, context, retry_in=wait)
+    if wait is None:
+        return GiveUp(error, attempt)
+    return RetryLater(countdown=wait, error=error, attempt=attempt)
+
+
+def _record_failure(
+    batch_id: str,
+    owner: str,
+    error: PictifyError,
+    attempts: int,
+    context: CancelContext,
+    *,
+    retry_in: float | None,
+) -> None:
+    """Record a failure in the ledger: final without ``retry_in``, else the lease is kept."""
+    keep = 0.0 if retry_in is None else retry_in + context.lease_seconds
+    failure = _failure(batch_id, error, attempts, final=retry_in is None, at=context.now())
     try:
         context.store.fail_cancel(owner, failure, context.ttl, keep)
     except StateStoreError as store_error:
         logger.warning(
             "the failure of batch %s's cancel was not recorded: %s", batch_id, store_error
         )
-    if wait is not None:
-        return RetryLater(countdown=wait, error=error, attempt=attempt)
-    raise error
 
 
-def _store_trouble(error: StateStoreError, waits: int, context: CancelContext) -> RetryLater:
-    """The store is down: wait and try again within the deadline (attempt caps are for HTTP)."""
+def _last_unconfirmed(store: StateStore, batch_id: str) -> bool:
+    """Whether the batch's last failed attempt was a 200 that did not confirm the cancel."""
+    failure = store.cancel_state(batch_id).failure
+    return failure is not None and failure.error == CancelNotConfirmedError.__name__
+
+
+def _unanswered(batch_id: str, exc: Exception) -> PictifyConnectionError:
+    """An exception that cut the call short, as the API error it amounts to (its type only)."""
+    error = PictifyConnectionError(
+        f"cancel of batch {batch_id} cut short by {type(exc).__name__} (outcome unknown)"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _store_trouble(
+    error: StateStoreError, waits: int, context: CancelContext
+) -> RetryLater | GiveUp:
+    """The store is down: wait and try again within the deadline (the policy's rule).
+
+    Giving up, the attempts made are not known (the ledger counts them).
+    """
     elapsed = context.now() - context.asked_at
-    policy = dataclasses.replace(context.policy, max_attempts=None)
-    wait = policy.next_wait(error, waits + 1, elapsed, rand=context.rand)
+    wait = context.policy.next_wait(error, waits + 1, elapsed, rand=context.rand)
     if wait is None:
-        raise error
+        return GiveUp(error, 0)
     return RetryLater(countdown=wait, error=error)
 
 

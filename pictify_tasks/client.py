@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import requests
 
@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pictify_tasks.client")
+
+BodyT = TypeVar("BodyT", bound=Mapping[str, Any])
 
 #: Called with every answer's HTTP status and rate-limit headers (see ``on_response``).
 ResponseObserver = Callable[[int, RateLimitInfo], None]
@@ -213,6 +215,27 @@ class PictifyClient:
             layouts=layouts,
             webhook_url=webhook_url,
         )
+        return self._start(template_uid, body, idempotency_key)
+
+    def start_batch_body(
+        self,
+        template_uid: str,
+        body: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> BatchStart:
+        """Start a batch with a body :func:`batch_render_body` built, sent exactly as it is.
+
+        A start recorded before its POST is replayed with this: the API gives
+        the first request's batch back only for the same key *and* the same
+        request, so the body is not built again. It is checked all the same.
+        """
+        template_uid = validate_id(template_uid, kind="template uid")
+        return self._start(template_uid, _checked(body), idempotency_key)
+
+    def _start(
+        self, template_uid: str, body: Mapping[str, Any], idempotency_key: str | None
+    ) -> BatchStart:
         what = f"batch render of template {template_uid}"
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         answer = self._request(
@@ -333,8 +356,12 @@ def batch_render_body(variable_sets: Sequence[Mapping[str, Any]], **options: Any
     ``options`` are :meth:`PictifyClient.start_batch`'s. The rules are the
     ones the emulator applies (:mod:`pictify_tasks.render_body`).
     """
-    body = build_render_body(variable_sets, **options)
-    errors = render_body_errors(body, names=PYTHON_NAMES)
+    return _checked(build_render_body(variable_sets, **options), names=PYTHON_NAMES)
+
+
+def _checked(body: BodyT, *, names: Mapping[str, str] | None = None) -> BodyT:
+    """``body`` if it is a valid batch render, else :class:`InvalidRequestError` naming why."""
+    errors = render_body_errors(body, names=names)
     if errors:
         raise InvalidRequestError(
             "invalid batch render: " + "; ".join(str(error) for error in errors),

@@ -86,8 +86,6 @@ DEFAULT_API_WINDOW_MS = 60_000.0
 MAX_GUARD_MS = 100.0
 #: Added to every wait, so a request comes back just after its window turned.
 SLACK = 0.01
-#: The wait when the store cannot be asked (the request waits, it is not sent blind).
-STORE_DOWN_WAIT = 1.0
 #: A 429 without Retry-After or Reset holds everyone off this long.
 DEFAULT_HOLD_MS = 1_000.0
 #: No wait is longer than a day, whatever a header said.
@@ -270,9 +268,10 @@ class StoreLimiter(abc.ABC):
 
     An answer's headers are kept and sent with this process's next store call
     (the same round trip); a 429 is sent at once, so that every process holds
-    off. A store that fails makes the request wait :data:`STORE_DOWN_WAIT`:
-    it is never sent without the limiter's say. Cancels spend a loan's
-    tokens (see "Loans" above) before asking the store again.
+    off. A store that fails raises its transient ``StateStoreError`` from
+    :meth:`acquire`, which the task retries within its deadline: a request
+    is never sent without the limiter's say. Cancels spend a loan's tokens
+    (see "Loans" above) before asking the store again.
     """
 
     def __init__(self, config: LimiterConfig) -> None:
@@ -291,11 +290,7 @@ class StoreLimiter(abc.ABC):
                 return 0.0
             heard, self._heard = self._heard, None
         asked = self._local_now()
-        try:
-            wait_ms = self._run(int(priority), heard, self._now_ms(), want)
-        except Exception as error:
-            logger.warning("rate limiter unavailable, waiting %.0fs: %s", STORE_DOWN_WAIT, error)
-            return STORE_DOWN_WAIT
+        wait_ms = self._run(int(priority), heard, self._now_ms(), want)
         if wait_ms < 0:  # a loan: this token and want - 1 more, for -wait_ms from the ask
             with self._lock:
                 self._loan, self._loan_until = want - 1, asked - wait_ms / 1000.0

@@ -31,7 +31,10 @@ class RateLimiter(Protocol):
     """Hands out request tokens, and hears what the API said about its limit."""
 
     def acquire(self, priority: Priority) -> float:
-        """Take a token: 0.0 to send now, else the seconds to wait before asking again."""
+        """Take a token: 0.0 to send now, else the seconds to wait before asking again.
+
+        Raises ``StateStoreError`` (transient) when a shared limiter's store cannot be asked.
+        """
 
     def observe(self, status: int, info: RateLimitInfo) -> None:
         """One response's status and ``X-RateLimit-*`` headers (never raises)."""

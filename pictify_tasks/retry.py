@@ -12,9 +12,16 @@ from dataclasses import dataclass
 from typing import Callable
 
 from pictify_tasks.backoff import backoff_delay
-from pictify_tasks.errors import PictifyError
+from pictify_tasks.errors import PictifyError, RateLimitError
+from pictify_tasks.store.base import StateStoreError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["NoTokenInTimeError", "RetryPolicy"]
+
+
+class NoTokenInTimeError(RateLimitError):
+    """The rate limiter's next token comes after the deadline: a final failure."""
+
+    retryable = False
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,8 @@ class RetryPolicy:
     ``retry_after`` when the API sent one, which is itself capped at
     ``retry_after_max`` (a broken or hostile server cannot park a cancel for
     days). No attempt starts after ``deadline``; ``max_attempts`` is an
-    optional second bound (``None``: only the deadline).
+    optional second bound (``None``: only the deadline) on HTTP attempts, so
+    a state store that does not answer is bounded by the deadline alone.
     """
 
     max_attempts: int | None = None
@@ -57,7 +65,11 @@ class RetryPolicy:
         """
         if not (isinstance(error, PictifyError) and error.retryable):
             return False
-        if self.max_attempts is not None and attempt >= self.max_attempts:
+        if (
+            self.max_attempts is not None
+            and attempt >= self.max_attempts
+            and not isinstance(error, StateStoreError)
+        ):
             return False
         remaining = self.deadline - elapsed
         if remaining <= 0:
@@ -82,9 +94,20 @@ class RetryPolicy:
             return None
         return min(self.countdown(attempt, error, rand=rand), self.deadline - elapsed)
 
-    def backoff_ceiling(self, attempt: int) -> float:
-        """The largest jittered wait after attempt ``attempt``."""
-        return backoff_delay(attempt, base=self.backoff_base, cap=self.backoff_max, jitter=0.0)
+    def token_too_late(self, what: str, wait: float, elapsed: float) -> NoTokenInTimeError | None:
+        """The final failure when the next request token comes after the deadline, else ``None``.
+
+        A wait for a token reschedules the task; one that would end past the
+        deadline would only send a request the budget no longer allows.
+        """
+        left = self.deadline - elapsed
+        if wait <= left:
+            return None
+        return NoTokenInTimeError(
+            f"{what}: no request token before the deadline (the next in {wait:.1f}s, "
+            f"{max(left, 0.0):.1f}s left)",
+            retry_after=wait,
+        )
 
     def server_wait(self, error: BaseException | None) -> float | None:
         """The error's ``retry_after`` capped at ``retry_after_max``; ``None`` if it has none."""

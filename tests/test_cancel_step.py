@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Union
+from typing import Any, Union
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 
 from pictify_tasks import (
     AuthenticationError,
+    CancelNotConfirmedError,
     CancelResult,
     PictifyConnectionError,
     RateLimitError,
     RetryPolicy,
     ServerError,
 )
-from pictify_tasks.cancel import CancelContext, RetryLater, cancel_step
+from pictify_tasks.cancel import CancelContext, GiveUp, RetryLater, cancel_step
 from pictify_tasks.errors import CancelFailedError
 from pictify_tasks.ratelimit import Priority
+from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.store import MemoryStore, OutcomeRecord, StateStore, StateStoreError
 
 Answer = Union[CancelResult, BaseException]
@@ -29,9 +32,11 @@ class StubClient:
     def __init__(self, answers: list[Answer]) -> None:
         self._answers: Iterator[Answer] = iter(answers)
         self.calls = 0
+        self.keys: list[str | None] = []
 
-    def cancel_batch(self, batch_id: str) -> CancelResult:
+    def cancel_batch(self, batch_id: str, *, idempotency_key: str | None = None) -> CancelResult:
         self.calls += 1
+        self.keys.append(idempotency_key)
         answer = next(self._answers)
         if isinstance(answer, BaseException):
             raise answer
@@ -44,7 +49,18 @@ CANCELLED = CancelResult("b1", "cancelled", "cancelled", "Batch cancelled")
 ASKED = 1_700_000_000.0
 
 
-def _step(  # type: ignore[no-untyped-def]
+def _step(*args: Any, **kwargs: Any) -> Any:
+    """One step, as the task sees it: giving up raises the error."""
+    return _unwrap(_decision(*args, **kwargs))
+
+
+def _unwrap(decision: Any) -> Any:
+    if isinstance(decision, GiveUp):
+        raise decision.error
+    return decision
+
+
+def _decision(  # type: ignore[no-untyped-def]
     store: StateStore,
     client: StubClient,
     owner: str = "task-a",
@@ -141,6 +157,41 @@ def test_the_last_attempt_fails_with_the_last_error_and_the_ledger_says_so() -> 
     assert later.attempts == 1  # type: ignore[union-attr]
 
 
+def test_after_an_unconfirmed_answer_the_next_attempt_is_a_new_request() -> None:
+    """The same Idempotency-Key would only get the unconfirmed answer replayed."""
+    store = MemoryStore()
+    already = CancelResult("b1", "cancelled", "already_finished", "Batch was already cancelled")
+    client = StubClient([CancelNotConfirmedError("still processing", status=200), already])
+    assert isinstance(_step(store, client), RetryLater)
+    result = _step(store, client)
+    # The batch still ran at the unconfirmed answer: that cancel is what stopped it.
+    assert isinstance(result, OutcomeRecord)
+    assert (result.outcome, result.attempts) == ("cancelled", 2)
+    assert client.keys[0] is None  # the batch's own key
+    assert client.keys[1] is not None and client.keys[1].startswith("pictify-tasks-cancel-")
+
+
+def test_an_ordinary_retry_keeps_the_batchs_own_key() -> None:
+    store = MemoryStore()
+    client = StubClient([ServerError("503", status=503), CANCELLED])
+    assert isinstance(_step(store, client), RetryLater)
+    assert _step(store, client).outcome == "cancelled"  # type: ignore[union-attr]
+    assert client.keys == [None, None]
+
+
+def test_giving_up_says_how_many_attempts_were_made() -> None:
+    """The task reports them from the decision, without reading the ledger again."""
+    store = MemoryStore()
+    client = StubClient([ServerError("a", status=503), ServerError("b", status=503)])
+    assert isinstance(_decision(store, client, max_attempts=2), RetryLater)
+    decision = _decision(store, client, max_attempts=2)
+    assert isinstance(decision, GiveUp) and decision.attempts == 2
+    assert str(decision.error) == "b"
+    again = _decision(store, client, owner="task-b", max_attempts=2)
+    assert isinstance(again, GiveUp) and again.attempts == 2
+    assert isinstance(again.error, CancelFailedError)
+
+
 def test_non_retryable_errors_fail_at_once() -> None:
     store = MemoryStore()
     client = StubClient([AuthenticationError("401", status=401)])
@@ -159,6 +210,26 @@ def test_an_unexpected_exception_gives_the_lease_back() -> None:
     failure = store.cancel_state("b1").failure
     assert failure is not None and failure.error == "interrupted" and not failure.final
     assert _step(store, client, owner="task-b").outcome == "cancelled"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "cut", [SoftTimeLimitExceeded(), OSError("disk full"), KeyError("a bug")], ids=type
+)
+def test_a_call_cut_short_by_a_non_api_exception_is_a_failed_attempt(cut: Exception) -> None:
+    """Retried within the deadline with the lease kept, then the final failure, like a timeout."""
+    store = MemoryStore()
+    client = StubClient([cut, cut])
+    decision = _step(store, client, max_attempts=None, deadline=60)
+    assert isinstance(decision, RetryLater)
+    assert isinstance(decision.error, PictifyConnectionError)
+    assert f"cut short by {type(cut).__name__}" in str(decision.error)
+    failure = store.cancel_state("b1").failure
+    assert failure is not None and not failure.final and failure.attempts == 1
+    assert isinstance(_step(store, client, owner="task-b"), RetryLater)  # the lease is kept
+    with pytest.raises(PictifyConnectionError):
+        _step(store, client, max_attempts=None, deadline=60, now=ASKED + 61)
+    failure = store.cancel_state("b1").failure
+    assert failure is not None and failure.final and failure.attempts == 2
 
 
 def test_retryable_errors_are_retried_until_the_deadline_not_a_count() -> None:
@@ -229,15 +300,16 @@ def test_a_store_failure_after_the_post_retries_the_post() -> None:
 
 
 class Rationed:
-    """A limiter that makes the first ``waits`` asks wait 1.5 s, then lets requests go."""
+    """A limiter that makes the first ``waits`` asks wait ``wait`` s, then lets requests go."""
 
-    def __init__(self, waits: int) -> None:
+    def __init__(self, waits: int, wait: float = 1.5) -> None:
         self.asks: list[object] = []
         self._waits = waits
+        self._wait = wait
 
     def acquire(self, priority: object) -> float:
         self.asks.append(priority)
-        return 1.5 if len(self.asks) <= self._waits else 0.0
+        return self._wait if len(self.asks) <= self._waits else 0.0
 
 
 def test_a_cancel_waits_for_a_token_without_spending_an_attempt() -> None:
@@ -250,6 +322,7 @@ def test_a_cancel_waits_for_a_token_without_spending_an_attempt() -> None:
         ttl=3600,
         asked_at=ASKED,
         limiter=limiter,
+        now=lambda: ASKED + 1,
     )
     for _ in range(2):
         decision = cancel_step("b1", "task-a", context)
@@ -260,3 +333,67 @@ def test_a_cancel_waits_for_a_token_without_spending_an_attempt() -> None:
     assert isinstance(result, OutcomeRecord) and result.attempts == 1
     assert client.calls == 1
     assert limiter.asks == [Priority.CANCEL] * 3
+
+
+class LimiterDown:
+    """A limiter whose store cannot be asked."""
+
+    def acquire(self, priority: object) -> float:
+        raise StateStoreError("state store: ConnectionError: refused")
+
+
+def _limited_step(store: StateStore, client: StubClient, limiter: object, now: float) -> object:
+    context = CancelContext(
+        store=store,
+        client=lambda: client,  # type: ignore[arg-type,return-value]
+        policy=RetryPolicy(deadline=60.0),
+        lease_seconds=30,
+        ttl=3600,
+        asked_at=ASKED,
+        limiter=limiter,  # type: ignore[arg-type]
+        now=lambda: now,
+        rand=lambda: 0.5,
+    )
+    return _unwrap(cancel_step("b1", "task-a", context))
+
+
+def test_a_limiter_whose_store_is_down_is_retried_within_the_deadline() -> None:
+    store, client = MemoryStore(), StubClient([CANCELLED])
+    decision = _limited_step(store, client, LimiterDown(), ASKED + 1)
+    assert isinstance(decision, RetryLater) and isinstance(decision.error, StateStoreError)
+    with pytest.raises(StateStoreError):
+        _limited_step(store, client, LimiterDown(), ASKED + 61)
+    assert client.calls == 0
+
+
+def test_a_token_that_comes_after_the_deadline_is_the_final_failure() -> None:
+    store, client = MemoryStore(), StubClient([CANCELLED])
+    # 1.5 s to the token with 2 s left: wait for it.
+    assert _limited_step(store, client, Rationed(waits=1), ASKED + 58) == RetryLater(1.5)
+    with pytest.raises(NoTokenInTimeError, match="no request token before the deadline"):
+        _limited_step(store, client, Rationed(waits=1), ASKED + 59)
+    failure = store.cancel_state("b1").failure
+    assert failure is not None and failure.final and failure.attempts == 0
+    assert client.calls == 0
+    with pytest.raises(CancelFailedError):  # a duplicate asked as early fails with it
+        _step(store, client, owner="task-b", now=ASKED + 59.5)
+
+
+def test_a_token_wait_keeps_the_lease_for_the_whole_wait() -> None:
+    """keep_lease: a duplicate asking during a wait longer than the lease waits too."""
+    clock = [0.0]
+    store, client = MemoryStore(clock=lambda: clock[0]), StubClient([CANCELLED])
+    context = CancelContext(
+        store=store,
+        client=lambda: client,  # type: ignore[arg-type,return-value]
+        policy=RetryPolicy(),
+        lease_seconds=5,
+        ttl=3600,
+        asked_at=ASKED,
+        limiter=Rationed(waits=1, wait=60.0),
+        now=lambda: ASKED + 1,
+    )
+    assert cancel_step("b1", "task-a", context) == RetryLater(countdown=60.0)
+    clock[0] = 30.0  # the 5 s lease alone would have ended long ago
+    duplicate = store.begin_cancel("b1", "task-b", 5, ASKED)
+    assert not duplicate.acquired and 30 < duplicate.lease_remaining <= 35

@@ -507,6 +507,29 @@ def test_idempotent_replay_of_cancel(emu: PictifyEmulator) -> None:
     assert [r.replayed for r in emu.cancel_requests(batch_id)] == [False, True]
 
 
+def test_a_cancel_that_lags_says_processing_then_the_batch_stops(emu: PictifyEmulator) -> None:
+    """The "cancel lags" mode: the 200 does not confirm; a GET a little later does."""
+    emu.cancel_lag = 0.2
+    batch_id = emu.create_batch()
+    headers = {"Idempotency-Key": f"cancel-{batch_id}"}
+    first = cancel(emu, batch_id, headers=headers)
+    assert first.status_code == 200
+    assert first.json() == {
+        "batchId": batch_id,
+        "status": "processing",
+        "message": "Cancellation requested",
+    }
+    wait_until(lambda: results(emu, batch_id)["status"] == "cancelled")
+    assert results(emu, batch_id)["completedAt"] is not None
+    # The same key replays the unconfirmed answer; a new request hears it is done.
+    assert cancel(emu, batch_id, headers=headers).json() == first.json()
+    again = cancel(emu, batch_id).json()
+    assert (again["status"], again["message"]) == ("cancelled", "Batch was already cancelled")
+    assert emu.batch(batch_id)["effectiveCancels"] == 1
+    with pytest.raises(ValueError):
+        emu.cancel_lag = -1
+
+
 def test_idempotent_replay_of_render_creates_one_batch(emu: PictifyEmulator) -> None:
     headers = {"Idempotency-Key": "render-1"}
     first = render(emu, {"variableSets": [{}]}, headers=headers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -18,7 +19,6 @@ from pictify_tasks.limiter import (
     LOAN_MS,
     LOAN_SIZE,
     SLACK,
-    STORE_DOWN_WAIT,
     LimiterConfig,
     LimiterState,
     MemoryLimiter,
@@ -28,7 +28,7 @@ from pictify_tasks.limiter import (
 )
 from pictify_tasks.models import RateLimitInfo
 from pictify_tasks.ratelimit import Priority, Rate
-from pictify_tasks.store import RedisStore, StateStore
+from pictify_tasks.store import RedisStore, StateStore, StateStoreError
 from pictify_tasks.testing.redis_server import free_port
 
 T0 = 1_700_000_000.0  # a whole second, so clock windows start here
@@ -332,9 +332,11 @@ def test_redis_holds_one_key_named_by_a_hash_of_the_api_key(
         client.close()
 
 
-def test_a_store_that_does_not_answer_makes_the_request_wait() -> None:
+def test_a_store_that_does_not_answer_is_a_state_store_error() -> None:
+    """Transient, so the task retries it within its deadline; never a raw Redis error."""
     client = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     store = RedisStore(client)
     worker = limiter(store, Clock(), Rate(5, 1))
-    assert worker.acquire(CANCEL) == STORE_DOWN_WAIT
+    with pytest.raises(StateStoreError, match="ConnectionError"):
+        worker.acquire(CANCEL)
     worker.observe(429, headers(limit=5, remaining=0, reset=T0 + 1))  # logged, not raised

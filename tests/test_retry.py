@@ -12,6 +12,7 @@ from pictify_tasks import (
     ServerError,
 )
 from pictify_tasks._runtime import runtime_for
+from pictify_tasks.store import StateStoreError
 
 
 def test_retries_only_retryable_errors_and_only_within_the_budget() -> None:
@@ -23,12 +24,6 @@ def test_retries_only_retryable_errors_and_only_within_the_budget() -> None:
     assert not policy.should_retry(AuthenticationError("x"), 1)
     assert not policy.should_retry(QuotaExceededError("x"), 1)
     assert not policy.should_retry(ValueError("x"), 1)
-
-
-def test_backoff_doubles_and_is_capped() -> None:
-    policy = RetryPolicy(max_attempts=10, backoff_base=0.5, backoff_max=3.0)
-    assert [policy.backoff_ceiling(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert policy.backoff_ceiling(10_000) == 3.0
 
 
 def test_full_jitter_spans_zero_to_the_ceiling() -> None:
@@ -71,11 +66,6 @@ def test_the_defaults_bound_a_cancel_by_time_not_by_attempts() -> None:
     assert (policy.max_attempts, policy.backoff_max) == (None, 60.0)
     assert (policy.deadline, policy.retry_after_max) == (3600.0, 300.0)
     assert policy.should_retry(ServerError("x"), 1_000)
-
-
-def test_the_policy_builds_from_the_keywords_the_runtime_passes() -> None:
-    policy = RetryPolicy(max_attempts=None, backoff_base=0.5, backoff_max=10.0)
-    assert policy.should_retry(ServerError("x"), 50)
 
 
 def test_the_servers_wait_is_capped() -> None:
@@ -137,3 +127,9 @@ def test_the_current_runtime_builds_a_policy_from_the_settings() -> None:
     app.conf.update(pictify_cancel_max_attempts=3)
     runtime_for(app).reset()
     assert runtime_for(app).policy.max_attempts == 3
+
+
+def test_a_state_store_in_trouble_is_bounded_by_the_deadline_not_the_attempt_cap() -> None:
+    policy = RetryPolicy(max_attempts=2, deadline=100.0)
+    assert policy.should_retry(StateStoreError("down"), 50, elapsed=99.0)
+    assert not policy.should_retry(StateStoreError("down"), 1, elapsed=100.0)

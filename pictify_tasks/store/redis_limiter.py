@@ -24,6 +24,7 @@ from pictify_tasks.limiter import (
     Observation,
     StoreLimiter,
 )
+from pictify_tasks.store.redis_keys import transient
 
 __all__ = ["ACQUIRE", "RedisLimiter"]
 
@@ -171,6 +172,7 @@ class RedisLimiter(StoreLimiter):
         self.key = key
         self._script = client.register_script(ACQUIRE)
 
+    @transient
     def _run(
         self, priority: int | None, heard: Observation | None, now_ms: float | None, want: int = 1
     ) -> float:

@@ -18,6 +18,7 @@ from pictify_tasks.names import (
     START_BATCH,
     WAIT_FOR_BATCH,
 )
+from pictify_tasks.store.base import StateStoreError
 from pictify_tasks.tasks.base import PictifyTask, TaskSpec
 from pictify_tasks.tasks.batches import start_batch_task, validate_start_batch
 from pictify_tasks.tasks.cancelling import (
@@ -38,9 +39,15 @@ def validate_cancel_workflow(workflow_id: Any) -> None:
 
 
 def cancel_workflow_task(self: PictifyTask, workflow_id: str) -> list[str]:
-    """Cancel every running batch linked to a workflow or task id; return their ids."""
+    """Cancel every running batch linked to a workflow or task id; return their ids.
+
+    A state store that does not answer is waited for, within the deadline.
+    """
     validate_cancel_workflow(workflow_id)
-    return self.runtime.fanout.cancel_ids([workflow_id])
+    try:
+        return self.runtime.fanout.cancel_ids([workflow_id])
+    except StateStoreError as error:
+        self.retry_within_deadline(error)
 
 
 # At least once: a worker killed mid-task leaves the message to be redelivered.
@@ -59,6 +66,6 @@ TASKS: dict[str, TaskSpec] = {
         validate_wait_for_batch,
         {**_RETRYING, "throws": (BatchEndedError,)},
     ),
-    CANCEL_WORKFLOW: TaskSpec(cancel_workflow_task, validate_cancel_workflow, _AT_LEAST_ONCE),
+    CANCEL_WORKFLOW: TaskSpec(cancel_workflow_task, validate_cancel_workflow, _RETRYING),
     BATCH_ENDED: TaskSpec(batch_ended_task, validate_batch_ended, _RETRYING),
 }

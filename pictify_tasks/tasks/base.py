@@ -91,11 +91,23 @@ class PictifyTask(Task):  # type: ignore[misc]
             raise error
         self.come_back(wait, error=error)
 
-    def wait_for_token(self, priority: Priority) -> None:
-        """Return when a request may go; else come back when it may."""
+    def wait_for_token(self, priority: Priority, *, within_deadline: bool = True) -> None:
+        """Return when a request may go; else come back when it may.
+
+        ``within_deadline``: a token that comes after the task's deadline is
+        its final failure (:class:`~pictify_tasks.retry.NoTokenInTimeError`),
+        as a retry past it would be. A store that cannot be asked raises its
+        ``StateStoreError`` (transient: the caller retries).
+        """
         wait = self.runtime.limiter.acquire(priority)
-        if wait > 0:
-            self.come_back(wait)
+        if wait <= 0:
+            return
+        if within_deadline:
+            elapsed = time.time() - asked_at(self.request)
+            late = self.runtime.policy.token_too_late(self.name, wait, elapsed)
+            if late is not None:
+                raise late
+        self.come_back(wait)
 
     def come_back(self, countdown: float, *, error: Exception | None = None) -> NoReturn:
         """Run this task again in ``countdown`` seconds, with the same id, chain and headers.

@@ -75,8 +75,9 @@ def start_batch_task(
         if revoked:
             _revoked_before_start(self, revoked)
         self.wait_for_token(Priority.START)
-        answer = runtime.client.start_batch(
-            template_uid, variable_sets, idempotency_key=start.idempotency_key, **options
+        # The recorded body, the very bytes a replay of this start will send.
+        answer = runtime.client.start_batch_body(
+            template_uid, start.body, idempotency_key=start.idempotency_key
         )
         made = StartMade(
             start_id,

@@ -5,19 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
-
-from pictify_tasks.cancel import CancelContext, RetryLater, cancel_step
+from pictify_tasks.cancel import CancelContext, GiveUp, RetryLater, cancel_step
 from pictify_tasks.client import PictifyClient
-from pictify_tasks.errors import PictifyConnectionError, PictifyError
+from pictify_tasks.errors import PictifyError
 from pictify_tasks.ids import validate_id
 from pictify_tasks.publisher import record_wanted
 from pictify_tasks.ratelimit import Priority
-from pictify_tasks.render_body import PYTHON_NAMES
 from pictify_tasks.reporting import CancelReport
 from pictify_tasks.results import CancelBatchResult
 from pictify_tasks.revoke.links import BatchLinks
-from pictify_tasks.store.base import StateStore, StateStoreError
 from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
 from pictify_tasks.tasks.base import PictifyTask, asked_at
 
@@ -68,23 +64,15 @@ def run_cancel(task: PictifyTask, batch_id: str, reason: str = "") -> CancelBatc
         limiter=runtime.limiter,
         workflow_id=report.workflow_id,
     )
-    try:
-        decision = cancel_step(
-            batch_id,
-            task.request.id or f"eager-{id(task.request)}",
-            context,
-            waits=task.request.retries or 0,
-        )
-    except SoftTimeLimitExceeded:
-        # The time limit cut the HTTP call short: the outcome is unknown, try again.
-        cut = PictifyConnectionError(
-            f"cancel of batch {batch_id} cut short by the task's soft time limit (outcome unknown)"
-        )
-        report.retry(cut, (request.retries or 0) + 1, 0.0)
-        task.retry_within_deadline(cut)
-    except PictifyError as error:
-        report.failed(error, _attempts(runtime.store, batch_id))
-        raise
+    decision = cancel_step(
+        batch_id,
+        task.request.id or f"eager-{id(task.request)}",
+        context,
+        waits=task.request.retries or 0,
+    )
+    if isinstance(decision, GiveUp):
+        report.failed(decision.error, decision.attempts)
+        raise decision.error
     if isinstance(decision, RetryLater):
         if decision.error is None:
             report.wait(decision.countdown)
@@ -93,15 +81,6 @@ def run_cancel(task: PictifyTask, batch_id: str, reason: str = "") -> CancelBatc
         task.come_back(decision.countdown, error=decision.error)
     report.outcome(decision)
     return decision.as_result()
-
-
-def _attempts(store: StateStore, batch_id: str) -> int:
-    """The attempts the ledger counted for a failed cancel (0 if it cannot say)."""
-    try:
-        failure = store.cancel_state(batch_id).failure
-    except StateStoreError:
-        return 0
-    return failure.attempts if failure else 0
 
 
 def cancel_batch_task(
@@ -130,32 +109,36 @@ def cancel_start_task(self: PictifyTask, start_id: str) -> CancelBatchResult | N
     cancelled like any other. Returns ``None`` when the record has expired.
     """
     validate_cancel_start(start_id)
-    runtime = self.runtime
-    settings = runtime.settings
-    settings.require_api_key()
+    self.runtime.settings.require_api_key()
+    try:
+        batch_id = _batch_of_start(self, start_id)
+    except PictifyError as error:  # the API's, or the state store's (transient)
+        self.retry_within_deadline(error)
+    if batch_id is None:
+        return None
+    return run_cancel(self, batch_id, f"start {start_id} killed before its answer")
+
+
+def _batch_of_start(task: PictifyTask, start_id: str) -> str | None:
+    """The recorded start's batch id, asking the API again (same request) if unknown."""
+    runtime = task.runtime
     start = runtime.store.start_request(start_id)
     if start is None:
         logger.warning("start %s is no longer recorded: nothing to cancel", start_id)
         return None
-    batch_id = start.batch_id
-    if batch_id is None:
-        self.wait_for_token(Priority.START)
-        try:
-            batch_id = replay_start(runtime.client, start)
-        except PictifyError as error:
-            self.retry_within_deadline(error)
-        links = BatchLinks.from_pairs(start.links)
-        runtime.store.finish_start(StartMade(start_id, batch_id), links, settings.link_ttl)
-        logger.info("start %s had made batch %s: cancelling it", start_id, batch_id)
-    return run_cancel(self, batch_id, f"start {start_id} killed before its answer")
+    if start.batch_id is not None:
+        return start.batch_id
+    task.wait_for_token(Priority.START)
+    batch_id = replay_start(runtime.client, start)
+    links = BatchLinks.from_pairs(start.links)
+    runtime.store.finish_start(StartMade(start_id, batch_id), links, runtime.settings.link_ttl)
+    logger.info("start %s had made batch %s: cancelling it", start_id, batch_id)
+    return batch_id
 
 
 def replay_start(client: PictifyClient, start: StartRequest) -> str:
     """Send a recorded start again, byte for byte, with its Idempotency-Key."""
-    body = dict(start.body)
-    variable_sets = body.pop("variableSets", [])
-    options = {PYTHON_NAMES.get(name, name): value for name, value in body.items()}
-    answer = client.start_batch(
-        start.template_uid, variable_sets, idempotency_key=start.idempotency_key, **options
+    answer = client.start_batch_body(
+        start.template_uid, start.body, idempotency_key=start.idempotency_key
     )
     return answer.batch_id

@@ -103,8 +103,9 @@ def wait_for_batch_task(
     waited = time.time() - asked_at(self.request)
     if timeout is not None and waited >= timeout:
         _time_out(self, batch_id, timeout)
-    self.wait_for_token(Priority.POLL)
     try:
+        # The poll's own timeout bounds the wait, not the cancel deadline.
+        self.wait_for_token(Priority.POLL, within_deadline=False)
         info = runtime.client.get_batch(batch_id)
         if info.is_terminal:
             runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)

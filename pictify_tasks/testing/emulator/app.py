@@ -191,6 +191,22 @@ class PictifyEmulator:
     def items_per_second(self, value: float) -> None:
         self._store.items_per_second = value
 
+    @property
+    def cancel_lag(self) -> float:
+        """Seconds a cancel takes to stop a running batch (the "cancel lags" fault mode).
+
+        0 (the default): a cancel stops it at once. Above 0, a cancel's 200
+        still says ``processing`` (``Cancellation requested``) and a GET that
+        long after says ``cancelled``.
+        """
+        return self._store.cancel_lag
+
+    @cancel_lag.setter
+    def cancel_lag(self, seconds: float) -> None:
+        if not (seconds >= 0 and seconds != float("inf")):
+            raise ValueError(f"cancel_lag must be a finite number of seconds >= 0, got {seconds!r}")
+        self._store.cancel_lag = float(seconds)
+
     def set_rate_limit(self, limit: int | None, window: float | None = None) -> None:
         """Change the limit (``None``: unlimited) and start fresh windows."""
         self._limiter.configure(limit, self._limiter.window if window is None else window)

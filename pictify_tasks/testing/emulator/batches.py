@@ -62,9 +62,22 @@ class Batch:
         self.base_rendered = self.rendered
         self.cancel_requests = 0
         self.effective_cancels = 0
+        #: When (``time.monotonic()``) a lagging cancel takes effect, if one was asked.
+        self.cancel_due: float | None = None
 
     def settle(self, now: float) -> None:
         """Bring the stored state up to ``now`` (time.monotonic())."""
+        if self.status in TERMINAL_STATUSES:
+            return
+        due = self.cancel_due
+        if due is not None and now >= due:
+            self._advance(due)
+            if self.status not in TERMINAL_STATUSES:
+                self._stop(time.time() - (now - due))
+            return
+        self._advance(now)
+
+    def _advance(self, now: float) -> None:
         if self.status in TERMINAL_STATUSES or self.rate <= 0:
             return
         done = int((now - self.anchor_monotonic) * self.rate)
@@ -110,8 +123,12 @@ class Batch:
             return None
         return self.anchor_monotonic + (self.total_items - self.base_rendered) / self.rate
 
-    def cancel(self) -> str:
-        """Cancel if still running; returns ``cancelled``, ``already`` or ``finished``."""
+    def cancel(self, lag: float = 0.0) -> str:
+        """Cancel if still running; returns ``cancelled``, ``already`` or ``finished``.
+
+        With a ``lag`` (seconds) a running batch is only asked to stop: it
+        stops that much later, and this returns ``lagging``.
+        """
         now_mono, now_wall = time.monotonic(), time.time()
         self.settle(now_mono)
         self.cancel_requests += 1
@@ -119,10 +136,17 @@ class Batch:
             return "already"
         if self.status in TERMINAL_STATUSES:
             return "finished"
-        self.status = "cancelled"
-        self.completed_wall = now_wall
-        self.effective_cancels += 1
+        if lag > 0:
+            if self.cancel_due is None:
+                self.cancel_due = now_mono + lag
+            return "lagging"
+        self._stop(now_wall)
         return "cancelled"
+
+    def _stop(self, at_wall: float) -> None:
+        self.status = "cancelled"
+        self.completed_wall = at_wall
+        self.effective_cancels += 1
 
     def public(self) -> dict[str, Any]:
         """The results-endpoint body (call :meth:`settle` first)."""
@@ -160,6 +184,8 @@ class BatchStore:
         self._lock = threading.Lock()
         self._batches: dict[str, Batch] = {}
         self.items_per_second = items_per_second
+        #: Seconds a cancel takes to stop a running batch (0: at once; see ``cancel``).
+        self.cancel_lag = 0.0
         #: Set whenever a batch is made or changed by hand: the webhook sender looks again.
         self.changed = threading.Event()
 
@@ -258,7 +284,7 @@ class BatchStore:
             batch = self._batches.get(batch_id)
             if batch is None:
                 return None
-            outcome = batch.cancel()
+            outcome = batch.cancel(self.cancel_lag)
         self.changed.set()
         return outcome, batch.status
 

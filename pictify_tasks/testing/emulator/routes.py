@@ -108,6 +108,10 @@ class Router:
         if result is None:
             return problem(404, f"Batch {batch_id} not found", request.path)
         outcome, status = result
+        if outcome == "lagging":  # asked to stop, still running: the 200 says so
+            return json_response(
+                200, {"batchId": batch_id, "status": status, "message": "Cancellation requested"}
+            )
         if outcome == "finished":
             return problem(
                 409,

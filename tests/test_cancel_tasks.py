@@ -1,0 +1,189 @@
+"""The tasks, eagerly, against the emulator: a state store that fails is waited out, a
+rate limit that would end past the deadline is the final failure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+
+import pictify_tasks
+from pictify_tasks._runtime import runtime_for
+from pictify_tasks.client import batch_render_body
+from pictify_tasks.errors import InvalidRequestError
+from pictify_tasks.ids import idempotency_key_for
+from pictify_tasks.models import RateLimitInfo
+from pictify_tasks.ratelimit import Priority
+from pictify_tasks.retry import NoTokenInTimeError
+from pictify_tasks.revoke.links import BatchLinks, Scope
+from pictify_tasks.store import MemoryStore, StateStoreError
+from pictify_tasks.store.base import RevokedWork
+from pictify_tasks.store.records import StartRequest
+from pictify_tasks.testing import PictifyEmulator
+from tests.fakes import eager_app
+
+
+class StoreDownAtFirst(MemoryStore):
+    """A memory store whose reads of starts and revokes fail ``times`` times, as a Redis down."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.failures_left = times
+
+    def _maybe_down(self) -> None:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise StateStoreError("state store: ConnectionError: refused")
+
+    def start_request(self, start_id: str) -> StartRequest | None:
+        self._maybe_down()
+        return super().start_request(start_id)
+
+    def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
+        self._maybe_down()
+        return super().revoke_ids(ids, scope, ttl)
+
+
+@pytest.fixture
+def emulator() -> Iterator[PictifyEmulator]:
+    with PictifyEmulator(items_per_second=0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def app(emulator: PictifyEmulator) -> Iterator[Celery]:
+    app = eager_app(
+        emulator,
+        pictify_retry_backoff_base=0.01,
+        pictify_retry_backoff_max=0.02,
+        pictify_cancel_max_attempts=1,  # an attempt cap counts HTTP attempts, not store trouble
+    )
+    yield app
+    pictify_tasks.uninstall(app)
+
+
+def use_store(app: Celery, store: MemoryStore) -> None:
+    """Make ``store`` the app's state store in this process."""
+    runtime_for(app)._store = store
+
+
+def record_start(store: MemoryStore, start_id: str, rows: list[dict[str, Any]]) -> StartRequest:
+    start = StartRequest(
+        start_id=start_id,
+        template_uid="tpl_cards",
+        body=batch_render_body(rows, format="webp", webhook_url="https://hooks.example/p"),
+        idempotency_key=idempotency_key_for("start", start_id),
+    )
+    store.begin_start(start, BatchLinks(frozenset({"wf-1"}), frozenset()), 3600)
+    return start
+
+
+def test_cancel_start_waits_out_a_state_store_that_does_not_answer(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    store = StoreDownAtFirst(times=2)
+    use_store(app, store)
+    record_start(store, "start-1", [{"name": "Ada"}])
+    result = app.tasks["pictify.cancel_start"].delay("start-1").get()
+    assert result["outcome"] == "cancelled"
+    assert store.failures_left == 0
+    assert len(emulator.requests_matching("POST", "/batch-render")) == 1
+
+
+def test_cancel_workflow_waits_out_a_state_store_that_does_not_answer(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    store = StoreDownAtFirst(times=2)
+    use_store(app, store)
+    batch_id = emulator.create_batch()
+    store.link_batch(batch_id, BatchLinks(frozenset({"wf-1"}), frozenset()), 3600)
+    assert app.tasks["pictify.cancel_workflow"].delay("wf-1").get() == [batch_id]
+    assert store.failures_left == 0
+    assert [r.status for r in emulator.cancel_requests(batch_id)] == [200]
+
+
+class Limiter:
+    """A limiter whose store is down ``down`` times, then makes every request wait ``wait`` s."""
+
+    def __init__(self, *, down: int = 0, wait: float = 0.0) -> None:
+        self.down, self.wait = down, wait
+
+    def acquire(self, priority: Priority) -> float:
+        if self.down > 0:
+            self.down -= 1
+            raise StateStoreError("state store: ConnectionError: refused")
+        return self.wait
+
+    def observe(self, status: int, info: RateLimitInfo) -> None:
+        """Nothing to learn."""
+
+
+def test_a_wait_whose_limiter_store_is_down_polls_again(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    runtime_for(app)._limiter = limiter = Limiter(down=2)
+    batch_id = emulator.create_batch(status="completed")
+    result = app.tasks["pictify.wait_for_batch"].delay(batch_id, poll_interval=0.01).get()
+    assert result["status"] == "completed" and limiter.down == 0
+
+
+def test_a_start_whose_token_comes_after_the_deadline_fails_for_good(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    app.conf.pictify_cancel_deadline = 30
+    runtime_for(app).reload()
+    runtime_for(app)._limiter = Limiter(wait=40.0)
+    with pytest.raises(NoTokenInTimeError, match="no request token before the deadline"):
+        app.tasks["pictify.start_batch"].delay("tpl_cards", [{"name": "Ada"}]).get()
+    assert emulator.requests_matching("POST", "/batch-render") == []
+
+
+def test_a_cancel_that_lags_is_confirmed_by_a_new_request(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    """The first 200 still says processing; replaying its key would say so until the deadline."""
+    app.conf.update(pictify_cancel_max_attempts=None, pictify_cancel_deadline=10)
+    runtime_for(app).reload()
+    emulator.cancel_lag = 0.2
+    batch_id = emulator.create_batch()
+    result = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
+    assert result["outcome"] == "cancelled" and result["attempts"] >= 2
+    answers = [r.status for r in emulator.cancel_requests(batch_id)]
+    assert answers[0] == 200 and len(answers) == result["attempts"]
+    assert emulator.batch(batch_id)["status"] == "cancelled"
+
+
+def test_a_replayed_start_sends_the_recorded_body_exactly(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    """Its fields in the recorded order (as another version may have written them)."""
+    store = MemoryStore()
+    use_store(app, store)
+    body = {
+        "webhookUrl": "https://hooks.example/p",
+        "format": "webp",
+        "variableSets": [{"name": "Ada"}],
+    }
+    store.begin_start(
+        StartRequest("start-2", "tpl_cards", body, idempotency_key_for("start", "start-2")),
+        BatchLinks(frozenset({"wf-2"}), frozenset()),
+        3600,
+    )
+    assert app.tasks["pictify.cancel_start"].delay("start-2").get()["outcome"] == "cancelled"
+    (sent,) = emulator.requests_matching("POST", "/batch-render")
+    assert list(json.loads(sent.body).items()) == list(body.items())
+
+
+def test_a_recorded_body_that_is_not_valid_is_never_sent(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    store = MemoryStore()
+    use_store(app, store)
+    start = StartRequest("start-3", "tpl_cards", {"variableSets": []}, "key-3")
+    store.begin_start(start, BatchLinks(frozenset({"wf-3"}), frozenset()), 3600)
+    with pytest.raises(InvalidRequestError, match="at least one object"):
+        app.tasks["pictify.cancel_start"].delay("start-3").get()
+    assert emulator.requests_matching("POST", "/batch-render") == []
