@@ -28,6 +28,7 @@ from pictify_tasks.errors import (
     PictifyError,
     UnexpectedResponseError,
     error_from_response,
+    is_api_answer,
     json_object,
     problem_fields,
 )
@@ -146,19 +147,17 @@ class PictifyClient:
             what=what,
             headers={"Idempotency-Key": key},
         )
-        body = self._json_object(answer)
+        body = self._api_body(answer, what, 404, 409)
         if answer.status == 409:
-            status = first_str(body or {}, "batchStatus", "state")
+            status = first_str(body, "batchStatus", "state")
             return CancelResult(
                 batch_id,
                 self._text(status) if status else None,
                 "already_finished",
                 self._message(body, answer),
             )
-        if answer.status == 404 and body is not None:
+        if answer.status == 404:
             return CancelResult(batch_id, None, "not_found", self._message(body, answer))
-        if answer.status >= 300 or body is None:
-            raise self._error(answer, what)
         status = first_str(body, "status")
         message = self._text(first_str(body, "message") or "")
         outcome = cancel_outcome(status, message)
@@ -182,8 +181,7 @@ class PictifyClient:
         answer = self._request(
             "GET", f"/templates/batch/{path_segment(batch_id)}/results", what=what
         )
-        self._raise_for_status(answer, what)
-        return batch_info_from(self._success_body(answer, what), batch_id)
+        return batch_info_from(self._api_body(answer, what), batch_id)
 
     def start_batch(
         self,
@@ -222,8 +220,7 @@ class PictifyClient:
             headers=headers,
             json_body=body,
         )
-        self._raise_for_status(answer, what)
-        start = batch_start_from(self._success_body(answer, what))
+        start = batch_start_from(self._api_body(answer, what))
         if start is None:
             raise self._fail(
                 PictifyError(f"{what}: the answer has no batchId", status=answer.status)
@@ -285,14 +282,14 @@ class PictifyClient:
                 logger.exception("the on_response observer failed (the answer is used anyway)")
         return answer
 
-    def _raise_for_status(self, answer: Answer, what: str) -> None:
-        if answer.status >= 300:
-            raise self._error(answer, what)
-
-    def _success_body(self, answer: Answer, what: str) -> Mapping[str, Any]:
-        """The JSON object of a 2xx; anything else is not an answer the client can read."""
+    def _api_body(self, answer: Answer, what: str, *also: int) -> dict[str, Any]:
+        """The API's own JSON object, for a 2xx or a status in ``also``; anything else raises."""
         body = self._json_object(answer)
-        if body is None:
+        if (
+            body is None
+            or not is_api_answer(answer.status, body)
+            or not (answer.status < 300 or answer.status in also)
+        ):
             raise self._error(answer, what)
         return body
 
@@ -311,9 +308,9 @@ class PictifyClient:
     def _json_object(self, answer: Answer) -> dict[str, Any] | None:
         return json_object(answer.content, self._redact)
 
-    def _message(self, body: Mapping[str, Any] | None, answer: Answer) -> str:
+    def _message(self, body: Mapping[str, Any], answer: Answer) -> str:
         """The text of an answer that is not an error (404, 409), redacted and cut."""
-        text, _ = problem_fields(body or {})
+        text, _ = problem_fields(body)
         return self._text(text or answer.reason or f"HTTP {answer.status}")
 
     def _text(self, text: str) -> str:

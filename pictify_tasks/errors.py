@@ -38,6 +38,7 @@ __all__ = [
     "WaitTimeoutError",
     "describe_body",
     "error_from_response",
+    "is_api_answer",
     "json_object",
     "parse_retry_after",
     "problem_fields",
@@ -311,6 +312,15 @@ def describe_body(content: bytes, content_type: str, redact: Redact = str) -> st
     return f"{kind} ({shown_type}): {clip(' '.join(text[:4096].split()), 120)!r}"
 
 
+def is_api_answer(status: int, body: Mapping[str, Any] | None) -> bool:
+    """Whether the API itself answered: it always sends a JSON object and never redirects.
+
+    Anything else (HTML, text, nothing, a 3xx) came from a proxy, a captive
+    portal or a load balancer: it may ask for a retry, never say something final.
+    """
+    return body is not None and not 300 <= status < 400
+
+
 def error_from_response(
     status: int,
     content: bytes,
@@ -323,9 +333,9 @@ def error_from_response(
 ) -> PictifyError:
     """Map an answer that is not a usable success to the error that says what to do about it.
 
-    Only a JSON object is the API's own answer: a 404 or a 2xx without one
-    (HTML, text, a list, nothing) is an :class:`UnexpectedResponseError`
-    that says what came back and that the base URL may be wrong.
+    An answer that is not the API's own (:func:`is_api_answer`) is an
+    :class:`UnexpectedResponseError` saying what came back and that the base
+    URL may be wrong; only a 429 or a 5xx keeps its own (retryable) kind.
     ``what`` names the request ("cancel of batch b_1") for the message.
     ``headers`` must be case-insensitive (``requests`` gives such a mapping).
     ``redact`` hides the key in everything taken from the answer, before the
@@ -333,8 +343,7 @@ def error_from_response(
     """
     content_type = headers.get("Content-Type", "") or ""
     body = json_object(content, redact)
-    if body is None and (status == 404 or status < 300):
-        # Only the API's own 404 means "no such batch", a fact kept for days.
+    if not is_api_answer(status, body) and status != 429 and status < 500:
         where = f" ({clip(redact(base_url), 120)})" if base_url else ""
         return UnexpectedResponseError(
             f"{what}: HTTP {status} with {describe_body(content, content_type, redact)}: "

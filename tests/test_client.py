@@ -353,6 +353,41 @@ def test_a_404_with_a_json_object_is_not_found_whatever_its_content_type(
         client.get_batch(emulator.create_batch())
 
 
+#: Answers from something in front of the API: a non-JSON 409/408/404, any redirect.
+NOT_THE_API = [
+    (409, "<html><body>409 Conflict</body></html>", {}),
+    (409, "", {}),
+    (408, "Request Timeout", {}),
+    (403, "<html>blocked by the proxy</html>", {}),
+    (302, "", {"Location": "https://portal.example/login"}),
+    (301, {"status": "cancelled", "title": "Moved"}, {"Location": "https://api.example/"}),
+    (307, {"batchId": "b_moved", "status": "processing"}, {"Location": "/elsewhere"}),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "headers"), NOT_THE_API)
+def test_an_answer_that_is_not_the_apis_own_is_unexpected_never_a_final_fact(
+    client: PictifyClient,
+    emulator: PictifyEmulator,
+    status: int,
+    body: object,
+    headers: dict[str, str],
+) -> None:
+    batch_id = emulator.create_batch()
+    for call in (
+        lambda: client.cancel_batch(batch_id),
+        lambda: client.get_batch(batch_id),
+        lambda: client.start_batch("tpl_1", [{"n": 1}]),
+    ):
+        emulator.inject(status=status, body=body, headers=headers)
+        with pytest.raises(UnexpectedResponseError) as caught:
+            call()
+        assert caught.value.retryable and caught.value.status == status
+        assert f"HTTP {status}" in str(caught.value) and "base URL" in str(caught.value)
+    # The batch was never reached: asked again, the API cancels it.
+    assert client.cancel_batch(batch_id).outcome == "cancelled"
+
+
 @pytest.mark.parametrize(
     ("body", "seen"),
     [
