@@ -37,13 +37,12 @@ from pictify_tasks.models import (
     BatchInfo,
     BatchStart,
     CancelResult,
-    RateLimitInfo,
     batch_info_from,
     batch_start_from,
     cancel_outcome,
     first_str,
-    rate_limit_from,
 )
+from pictify_tasks.ratelimit import RateLimitInfo, rate_limit_from
 from pictify_tasks.redaction import Redactor, clip, mask_secret
 from pictify_tasks.render_body import PYTHON_NAMES, build_render_body, render_body_errors
 from pictify_tasks.settings import DEFAULT_BASE_URL, clean_api_key
@@ -274,7 +273,7 @@ class PictifyClient:
                     f"{what} {happened} (outcome unknown): {self._text(str(exc))}"
                 )
             ) from None
-        self.last_rate_limit = info = rate_limit_from(answer.headers)
+        self.last_rate_limit = info = rate_limit_from(answer.status, answer.headers)
         if self._on_response is not None:
             try:
                 self._on_response(answer.status, info)

@@ -7,14 +7,11 @@ response. Messages never contain the API key: the client redacts them.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
-import re
-import time
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
+from pictify_tasks.ratelimit import RETRY_AFTER_STATUSES, parse_retry_after, rate_limit_from
 from pictify_tasks.redaction import clip
 
 __all__ = [
@@ -40,9 +37,7 @@ __all__ = [
     "error_from_response",
     "is_api_answer",
     "json_object",
-    "parse_retry_after",
     "problem_fields",
-    "rate_limit_reset_wait",
 ]
 
 #: An error keeps the API's body when its JSON is at most this long.
@@ -50,8 +45,6 @@ MAX_KEPT_BODY = 4096
 _PROBLEM_NAMES = frozenset({"type", "title", "status", "detail", "code", "message", "error"})
 #: How a text is cleaned of the key (``str`` leaves it as it is).
 Redact = Callable[[str], str]
-#: Seconds as the RFC writes them (digits), with an optional fraction; no sign, no exponent.
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 class PictifyError(Exception):
@@ -175,57 +168,6 @@ class CancelNotConfirmedError(PictifyError):
     """A 200 to a cancel whose status is not ``cancelled`` nor finished: look again later."""
 
     retryable = True
-
-
-def parse_retry_after(value: object, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header or a body's ``retryAfter``.
-
-    One reading for both places, in the spirit of urllib3's ``Retry``: a JSON
-    number, decimal seconds (``"2"``, ``"1.5"``) or an HTTP date. Anything
-    else (``inf``, NaN, a negative number, a bool, text) is garbage and gives
-    ``None``, never a wait: a broken value must not stall a cancel or raise
-    ``OverflowError`` later. No cap here; the retry policy caps the wait.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return _finite_seconds(value)
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    seconds = _decimal(text)
-    if seconds is not None:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    current = time.time() if now is None else now
-    return _finite_seconds(max(0.0, when.timestamp() - current))
-
-
-def rate_limit_reset_wait(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds until ``X-RateLimit-Reset`` (Unix seconds) passes, or ``None`` for junk."""
-    reset = _decimal((value or "").strip())
-    if reset is None:
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, reset - current)
-
-
-def _decimal(text: str) -> float | None:
-    """Decimal seconds (digits, maybe a fraction) as a finite float; ``None`` otherwise."""
-    return _finite_seconds(float(text)) if _DECIMAL.fullmatch(text) else None
-
-
-def _finite_seconds(number: float) -> float | None:
-    try:
-        seconds = float(number)
-    except OverflowError:  # an int too large for a float
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def problem_fields(body: Mapping[str, Any], *, depth: int = 0) -> tuple[str | None, str | None]:
@@ -355,8 +297,9 @@ def error_from_response(
     if text is None:
         text = "no message" if body is not None else describe_body(content, content_type, redact)
     message = f"{what} failed: HTTP {status}: {clip(text)}"
-    retry_after = parse_retry_after(headers.get("Retry-After"), now=now)
-    if retry_after is None and body is not None:
+    rate = rate_limit_from(status, headers, now=now)
+    retry_after = rate.retry_after
+    if retry_after is None and body is not None and status in RETRY_AFTER_STATUSES:
         retry_after = parse_retry_after(body.get("retryAfter"), now=now)
     fields: dict[str, Any] = {
         "status": status,
@@ -368,7 +311,7 @@ def error_from_response(
         return QuotaExceededError(message, **fields)
     if status == 429:
         if retry_after is None:
-            retry_after = rate_limit_reset_wait(headers.get("X-RateLimit-Reset"), now=now)
+            retry_after = rate.reset_wait(now)
         return RateLimitError(message, retry_after=retry_after, **fields)
     if status == 402:
         return QuotaExceededError(message, **fields)

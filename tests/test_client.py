@@ -33,7 +33,7 @@ from pictify_tasks import (
     transport,
 )
 from pictify_tasks.ids import idempotency_key_for
-from pictify_tasks.models import RateLimitInfo
+from pictify_tasks.ratelimit import RateLimitInfo
 from pictify_tasks.redaction import Redactor
 from pictify_tasks.testing import PictifyEmulator
 
@@ -232,6 +232,26 @@ def test_every_answer_is_shown_to_the_on_response_observer(emulator: PictifyEmul
     reset = heard[0][1].reset
     assert reset is not None and time.time() < reset <= time.time() + 30
     assert heard[2][1].retry_after is not None and heard[2][1].retry_after >= 1
+
+
+def test_retry_after_is_heard_only_on_a_429_or_a_503(emulator: PictifyEmulator) -> None:
+    heard: list[RateLimitInfo] = []
+    with PictifyClient(
+        emulator.api_key,
+        base_url=emulator.base_url,
+        on_response=lambda status, info: heard.append(info),
+    ) as client:
+        emulator.inject(status=200, body={"status": "processing"}, headers={"Retry-After": "9"})
+        client.get_batch(emulator.create_batch())
+        emulator.inject(status=500, body={}, headers={"Retry-After": "9"})
+        with pytest.raises(ServerError) as caught:
+            client.get_batch(emulator.create_batch())
+        assert caught.value.retry_after is None
+        emulator.inject(status=503, body={}, headers={"Retry-After": "9"})
+        with pytest.raises(ServerError) as caught:
+            client.get_batch(emulator.create_batch())
+        assert caught.value.retry_after == 9.0
+    assert [info.retry_after for info in heard] == [None, None, 9.0]
 
 
 def test_an_observer_that_raises_does_not_change_the_answer(
