@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
-from pictify_tasks.ratelimit import RETRY_AFTER_STATUSES, parse_retry_after, rate_limit_from
+from pictify_tasks.ratelimit import RETRY_AFTER_STATUSES, RateLimitInfo, parse_retry_after
 from pictify_tasks.redaction import clip
 
 __all__ = [
@@ -243,12 +243,7 @@ def describe_body(content: bytes, content_type: str, redact: Redact = str) -> st
     if not content:
         return "empty body"
     shown_type = clip(redact(content_type), 80) or "no Content-Type"
-    try:
-        data = json.loads(content)
-    except (ValueError, RecursionError):
-        kind = "HTML body" if "html" in content_type.lower() else "non-JSON body"
-    else:
-        kind = "JSON body that is not an object" if not isinstance(data, dict) else "JSON body"
+    kind = "HTML body" if "html" in content_type.lower() else "body"
     # Redacted whole before anything is cut, so no piece of a key can remain.
     text = redact(content.decode("utf-8", "replace"))
     return f"{kind} ({shown_type}): {clip(' '.join(text[:4096].split()), 120)!r}"
@@ -265,9 +260,11 @@ def is_api_answer(status: int, body: Mapping[str, Any] | None) -> bool:
 
 def error_from_response(
     status: int,
-    content: bytes,
-    headers: Mapping[str, str],
+    body: Mapping[str, Any] | None,
+    rate: RateLimitInfo,
     *,
+    content: bytes,
+    content_type: str,
     what: str,
     redact: Redact = str,
     base_url: str | None = None,
@@ -278,13 +275,13 @@ def error_from_response(
     An answer that is not the API's own (:func:`is_api_answer`) is an
     :class:`UnexpectedResponseError` saying what came back and that the base
     URL may be wrong; only a 429 or a 5xx keeps its own (retryable) kind.
+    ``body`` is the answer's JSON object as :func:`json_object` read it (redacted),
+    ``rate`` its headers as :func:`~pictify_tasks.ratelimit.rate_limit_from` read
+    them; ``content`` and ``content_type`` only describe an answer without a body.
     ``what`` names the request ("cancel of batch b_1") for the message.
-    ``headers`` must be case-insensitive (``requests`` gives such a mapping).
     ``redact`` hides the key in everything taken from the answer, before the
     API's text is cut to :data:`~pictify_tasks.redaction.MAX_API_TEXT`.
     """
-    content_type = headers.get("Content-Type", "") or ""
-    body = json_object(content, redact)
     if not is_api_answer(status, body) and status != 429 and status < 500:
         where = f" ({clip(redact(base_url), 120)})" if base_url else ""
         return UnexpectedResponseError(
@@ -297,7 +294,6 @@ def error_from_response(
     if text is None:
         text = "no message" if body is not None else describe_body(content, content_type, redact)
     message = f"{what} failed: HTTP {status}: {clip(text)}"
-    rate = rate_limit_from(status, headers, now=now)
     retry_after = rate.retry_after
     if retry_after is None and body is not None and status in RETRY_AFTER_STATUSES:
         retry_after = parse_retry_after(body.get("retryAfter"), now=now)

@@ -18,15 +18,24 @@ from pictify_tasks import (
     ServerError,
     UnexpectedResponseError,
 )
-from pictify_tasks.errors import error_from_response
-from pictify_tasks.ratelimit import parse_retry_after
+from pictify_tasks.errors import error_from_response, json_object
+from pictify_tasks.ratelimit import parse_retry_after, rate_limit_from
 
 #: A body the API itself could have sent (a JSON object), for statuses that need one.
 API_BODY = b'{"title": "Not Found", "detail": "no such batch"}'
 
 
-def _error(status: int, body: bytes = b"", **headers: str) -> PictifyError:
-    return error_from_response(status, body, CaseInsensitiveDict(headers), what="cancel of b_1")
+def _error(status: int, content: bytes = b"", **headers: str) -> PictifyError:
+    """The error for an answer, read as the client reads it: the body and headers once."""
+    found = CaseInsensitiveDict(headers)
+    return error_from_response(
+        status,
+        json_object(content),
+        rate_limit_from(status, found),
+        content=content,
+        content_type=found.get("Content-Type", ""),
+        what="cancel of b_1",
+    )
 
 
 @pytest.mark.parametrize(
