@@ -66,10 +66,6 @@ class RedisBatchEnds(RedisKeys, BatchEnds):
         with _answering():
             return bool(self._script(HEAR)(keys=keys, args=args))
 
-    def forget_delivery(self, batch_id: str, delivery_id: str) -> None:
-        with _answering():
-            self.redis.delete(self.batch_key(batch_id, f"delivery:{delivery_id}"))
-
     def wait_turn(
         self,
         batch_id: str,
