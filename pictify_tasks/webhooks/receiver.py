@@ -32,7 +32,15 @@ from pictify_tasks.store.base import StateStoreError
 from pictify_tasks.store.ends import BatchEnd
 from pictify_tasks.webhooks.signature import SignatureError, verify
 
-__all__ = ["EVENT", "MAX_BODY", "Answer", "MalformedDelivery", "WebhookReceiver", "read_delivery"]
+__all__ = [
+    "EVENT",
+    "MAX_BODY",
+    "Answer",
+    "MalformedDelivery",
+    "WebhookReceiver",
+    "read_bounded",
+    "read_delivery",
+]
 
 logger = logging.getLogger("pictify_tasks.webhooks")
 
@@ -241,6 +249,19 @@ def _delivery_id(headers: Mapping[str, str]) -> str:
         raise MalformedDelivery(str(exc)) from None
 
 
+def read_bounded(stream: Any) -> bytes:
+    """A request body read to its end, or to one byte past :data:`MAX_BODY` (then refused)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY:
+        chunk = stream.read(MAX_BODY + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def _wsgi_body(environ: Mapping[str, Any]) -> tuple[bytes, Answer | None]:
     """The request body, or the answer when it cannot (or must not) be read."""
     stream = environ.get("wsgi.input")
@@ -249,8 +270,7 @@ def _wsgi_body(environ: Mapping[str, Any]) -> tuple[bytes, Answer | None]:
         return b"", None
     if not length_text:
         if environ.get("wsgi.input_terminated"):
-            body = stream.read(MAX_BODY + 1)
-            return body, None
+            return read_bounded(stream), None
         return b"", Answer.json(411, error="Content-Length is required")
     if not length_text.isdigit():
         return b"", Answer.json(400, error="unusable Content-Length")
