@@ -15,9 +15,8 @@ from typing import Any
 
 from pictify_tasks.client import PictifyClient
 from pictify_tasks.limiter import LimiterConfig, bucket_for
-from pictify_tasks.models import RateLimitInfo
 from pictify_tasks.publisher import CeleryPublisher
-from pictify_tasks.ratelimit import RateLimiter, Unlimited
+from pictify_tasks.ratelimit import RateLimiter, RateLimitInfo, Unlimited
 from pictify_tasks.retry import RetryPolicy
 from pictify_tasks.revoke.fanout import Fanout
 from pictify_tasks.settings import MEMORY_STATE_URL, PictifySettings

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, TypeVar
 
 import requests
@@ -28,6 +28,7 @@ from pictify_tasks.errors import (
     PictifyError,
     UnexpectedResponseError,
     error_from_response,
+    is_api_answer,
     json_object,
     problem_fields,
 )
@@ -36,13 +37,12 @@ from pictify_tasks.models import (
     BatchInfo,
     BatchStart,
     CancelResult,
-    RateLimitInfo,
     batch_info_from,
     batch_start_from,
     cancel_outcome,
     first_str,
-    rate_limit_from,
 )
+from pictify_tasks.ratelimit import RateLimitInfo, rate_limit_from
 from pictify_tasks.redaction import Redactor, clip, mask_secret
 from pictify_tasks.render_body import PYTHON_NAMES, build_render_body, render_body_errors
 from pictify_tasks.settings import DEFAULT_BASE_URL, clean_api_key
@@ -71,6 +71,19 @@ BodyT = TypeVar("BodyT", bound=Mapping[str, Any])
 
 #: Called with every answer's HTTP status and rate-limit headers (see ``on_response``).
 ResponseObserver = Callable[[int, RateLimitInfo], None]
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """An answer, read once: its JSON object (redacted; ``None`` when not one) and rate limit."""
+
+    answer: Answer
+    body: dict[str, Any] | None
+    rate: RateLimitInfo
+
+    @property
+    def status(self) -> int:
+        return self.answer.status
 
 
 class PictifyClient:
@@ -106,7 +119,6 @@ class PictifyClient:
         self._redact = Redactor(api_key)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.last_rate_limit: RateLimitInfo | None = None
         self._on_response = on_response
         self._session = session or new_session(self.base_url)
         self._session.headers.update(
@@ -142,38 +154,34 @@ class PictifyClient:
         batch_id = validate_id(batch_id)
         key = idempotency_key or idempotency_key_for("cancel", batch_id)
         what = f"cancel of batch {batch_id}"
-        answer = self._request(
+        reply = self._request(
             "POST",
             f"/templates/batch/{path_segment(batch_id)}/cancel",
             what=what,
             headers={"Idempotency-Key": key},
         )
-        body = self._json_object(answer)
-        if answer.status == 409:
-            status = first_str(body or {}, "batchStatus", "state")
+        body = self._api_body(reply, what, 404, 409)
+        if reply.status == 409:
+            status = first_str(body, "batchStatus", "state")
             return CancelResult(
                 batch_id,
                 self._text(status) if status else None,
                 "already_finished",
-                self._message(body, answer),
+                self._message(body, reply),
             )
-        if answer.status == 404 and body is not None:
-            return CancelResult(batch_id, None, "not_found", self._message(body, answer))
-        if answer.status >= 300 or body is None:
-            raise self._error(answer, what)
+        if reply.status == 404:
+            return CancelResult(batch_id, None, "not_found", self._message(body, reply))
         status = first_str(body, "status")
         message = self._text(first_str(body, "message") or "")
         outcome = cancel_outcome(status, message)
         if outcome is None:
             raw = body.get("status")
             seen = "no status" if raw is None else f"status {raw!r}"
-            raise self._fail(
-                CancelNotConfirmedError(
-                    f"{what}: HTTP {answer.status} does not confirm it: the answer gives "
-                    f"{clip(self._redact(seen), 120)}, neither cancelled nor finished; "
-                    "look again later",
-                    status=answer.status,
-                )
+            raise CancelNotConfirmedError(
+                f"{what}: HTTP {reply.status} does not confirm it: the answer gives "
+                f"{clip(seen, 120)}, neither cancelled nor finished; "
+                "look again later",
+                status=reply.status,
             )
         return CancelResult(batch_id, status, outcome, message)
 
@@ -181,11 +189,10 @@ class PictifyClient:
         """A batch's progress (``GET /templates/batch/{id}/results``)."""
         batch_id = validate_id(batch_id)
         what = f"status of batch {batch_id}"
-        answer = self._request(
+        reply = self._request(
             "GET", f"/templates/batch/{path_segment(batch_id)}/results", what=what
         )
-        self._raise_for_status(answer, what)
-        return batch_info_from(self._success_body(answer, what), batch_id)
+        return batch_info_from(self._api_body(reply, what), batch_id)
 
     def start_batch(
         self,
@@ -238,26 +245,21 @@ class PictifyClient:
     ) -> BatchStart:
         what = f"batch render of template {template_uid}"
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        answer = self._request(
+        reply = self._request(
             "POST",
             f"/templates/{path_segment(template_uid)}/batch-render",
             what=what,
             headers=headers,
             json_body=body,
         )
-        self._raise_for_status(answer, what)
-        start = batch_start_from(self._success_body(answer, what))
+        start = batch_start_from(self._api_body(reply, what))
         if start is None:
-            raise self._fail(
-                PictifyError(f"{what}: the answer has no batchId", status=answer.status)
-            )
+            raise PictifyError(f"{what}: the answer has no batchId", status=reply.status)
         try:
             validate_id(start.batch_id)
         except InvalidBatchIdError:
-            raise self._fail(
-                PictifyError(
-                    f"{what}: the answer's batchId is not a usable id", status=answer.status
-                )
+            raise PictifyError(
+                f"{what}: the answer's batchId is not a usable id", status=reply.status
             ) from None
         return replace(start, message=self._text(start.message))
 
@@ -271,7 +273,7 @@ class PictifyClient:
         what: str,
         headers: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
-    ) -> Answer:
+    ) -> _Reply:
         try:
             answer = send(
                 self._session,
@@ -282,72 +284,54 @@ class PictifyClient:
                 timeout=self.timeout,
             )
         except CallTimedOut as exc:
-            raise self._fail(
-                PictifyConnectionError(f"{what} timed out: {exc} (outcome unknown)")
-            ) from None
+            raise PictifyConnectionError(f"{what} timed out: {exc} (outcome unknown)") from None
         except BodyTooLarge as exc:
-            raise self._fail(
-                UnexpectedResponseError(
-                    f"{what}: HTTP {exc.status} with a body over {MAX_BODY // (1024 * 1024)} MiB; "
-                    "reading stopped there (outcome unknown)",
-                    status=exc.status,
-                )
+            raise UnexpectedResponseError(
+                f"{what}: HTTP {exc.status} with a body over {MAX_BODY // (1024 * 1024)} MiB; "
+                "reading stopped there (outcome unknown)",
+                status=exc.status,
             ) from None
         except requests.RequestException as exc:
             happened = "timed out" if isinstance(exc, requests.Timeout) else "failed to connect"
-            raise self._fail(
-                PictifyConnectionError(
-                    f"{what} {happened} (outcome unknown): {self._text(str(exc))}"
-                )
+            raise PictifyConnectionError(
+                f"{what} {happened} (outcome unknown): {self._text(str(exc))}"
             ) from None
-        self.last_rate_limit = info = rate_limit_from(answer.headers)
+        reply = _Reply(
+            answer,
+            json_object(answer.content, self._redact),
+            rate_limit_from(answer.status, answer.headers),
+        )
         if self._on_response is not None:
             try:
-                self._on_response(answer.status, info)
+                self._on_response(answer.status, reply.rate)
             except Exception:
                 logger.exception("the on_response observer failed (the answer is used anyway)")
-        return answer
+        return reply
 
-    def _raise_for_status(self, answer: Answer, what: str) -> None:
-        if answer.status >= 300:
-            raise self._error(answer, what)
-
-    def _success_body(self, answer: Answer, what: str) -> Mapping[str, Any]:
-        """The JSON object of a 2xx; anything else is not an answer the client can read."""
-        body = self._json_object(answer)
-        if body is None:
-            raise self._error(answer, what)
-        return body
-
-    def _error(self, answer: Answer, what: str) -> PictifyError:
-        return self._fail(
-            error_from_response(
-                answer.status,
-                answer.content,
-                answer.headers,
+    def _api_body(self, reply: _Reply, what: str, *also: int) -> dict[str, Any]:
+        """The API's own JSON object, for a 2xx or a status in ``also``; anything else raises."""
+        status, body = reply.status, reply.body
+        if body is None or not is_api_answer(status, body) or not (status < 300 or status in also):
+            raise error_from_response(
+                status,
+                body,
+                reply.rate,
+                content=reply.answer.content,
+                content_type=reply.answer.headers.get("Content-Type", ""),
                 what=what,
                 redact=self._redact,
                 base_url=self.base_url,
             )
-        )
+        return body
 
-    def _json_object(self, answer: Answer) -> dict[str, Any] | None:
-        return json_object(answer.content, self._redact)
-
-    def _message(self, body: Mapping[str, Any] | None, answer: Answer) -> str:
+    def _message(self, body: Mapping[str, Any], reply: _Reply) -> str:
         """The text of an answer that is not an error (404, 409), redacted and cut."""
-        text, _ = problem_fields(body or {})
-        return self._text(text or answer.reason or f"HTTP {answer.status}")
+        text, _ = problem_fields(body)
+        return self._text(text or reply.answer.reason or f"HTTP {reply.status}")
 
     def _text(self, text: str) -> str:
         """Something the API wrote, made safe to keep: the key hidden, then cut."""
         return clip(self._redact(text))
-
-    def _fail(self, error: PictifyError) -> PictifyError:
-        """``error`` with its message redacted: every error the client raises goes through here."""
-        error.message = self._redact(error.message)
-        error.args = (error.message,)
-        return error
 
 
 def batch_render_body(variable_sets: Sequence[Mapping[str, Any]], **options: Any) -> dict[str, Any]:

@@ -7,14 +7,11 @@ response. Messages never contain the API key: the client redacts them.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
-import re
-import time
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
+from pictify_tasks.ratelimit import RETRY_AFTER_STATUSES, RateLimitInfo, parse_retry_after
 from pictify_tasks.redaction import clip
 
 __all__ = [
@@ -38,10 +35,9 @@ __all__ = [
     "WaitTimeoutError",
     "describe_body",
     "error_from_response",
+    "is_api_answer",
     "json_object",
-    "parse_retry_after",
     "problem_fields",
-    "rate_limit_reset_wait",
 ]
 
 #: An error keeps the API's body when its JSON is at most this long.
@@ -49,8 +45,6 @@ MAX_KEPT_BODY = 4096
 _PROBLEM_NAMES = frozenset({"type", "title", "status", "detail", "code", "message", "error"})
 #: How a text is cleaned of the key (``str`` leaves it as it is).
 Redact = Callable[[str], str]
-#: Seconds as the RFC writes them (digits), with an optional fraction; no sign, no exponent.
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 class PictifyError(Exception):
@@ -176,57 +170,6 @@ class CancelNotConfirmedError(PictifyError):
     retryable = True
 
 
-def parse_retry_after(value: object, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header or a body's ``retryAfter``.
-
-    One reading for both places, in the spirit of urllib3's ``Retry``: a JSON
-    number, decimal seconds (``"2"``, ``"1.5"``) or an HTTP date. Anything
-    else (``inf``, NaN, a negative number, a bool, text) is garbage and gives
-    ``None``, never a wait: a broken value must not stall a cancel or raise
-    ``OverflowError`` later. No cap here; the retry policy caps the wait.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return _finite_seconds(value)
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    seconds = _decimal(text)
-    if seconds is not None:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    current = time.time() if now is None else now
-    return _finite_seconds(max(0.0, when.timestamp() - current))
-
-
-def rate_limit_reset_wait(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds until ``X-RateLimit-Reset`` (Unix seconds) passes, or ``None`` for junk."""
-    reset = _decimal((value or "").strip())
-    if reset is None:
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, reset - current)
-
-
-def _decimal(text: str) -> float | None:
-    """Decimal seconds (digits, maybe a fraction) as a finite float; ``None`` otherwise."""
-    return _finite_seconds(float(text)) if _DECIMAL.fullmatch(text) else None
-
-
-def _finite_seconds(number: float) -> float | None:
-    try:
-        seconds = float(number)
-    except OverflowError:  # an int too large for a float
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
 def problem_fields(body: Mapping[str, Any], *, depth: int = 0) -> tuple[str | None, str | None]:
     """(message, code) from a problem details body or the older shapes.
 
@@ -300,22 +243,28 @@ def describe_body(content: bytes, content_type: str, redact: Redact = str) -> st
     if not content:
         return "empty body"
     shown_type = clip(redact(content_type), 80) or "no Content-Type"
-    try:
-        data = json.loads(content)
-    except (ValueError, RecursionError):
-        kind = "HTML body" if "html" in content_type.lower() else "non-JSON body"
-    else:
-        kind = "JSON body that is not an object" if not isinstance(data, dict) else "JSON body"
+    kind = "HTML body" if "html" in content_type.lower() else "body"
     # Redacted whole before anything is cut, so no piece of a key can remain.
     text = redact(content.decode("utf-8", "replace"))
     return f"{kind} ({shown_type}): {clip(' '.join(text[:4096].split()), 120)!r}"
 
 
+def is_api_answer(status: int, body: Mapping[str, Any] | None) -> bool:
+    """Whether the API itself answered: it always sends a JSON object and never redirects.
+
+    Anything else (HTML, text, nothing, a 3xx) came from a proxy, a captive
+    portal or a load balancer: it may ask for a retry, never say something final.
+    """
+    return body is not None and not 300 <= status < 400
+
+
 def error_from_response(
     status: int,
-    content: bytes,
-    headers: Mapping[str, str],
+    body: Mapping[str, Any] | None,
+    rate: RateLimitInfo,
     *,
+    content: bytes,
+    content_type: str,
     what: str,
     redact: Redact = str,
     base_url: str | None = None,
@@ -323,18 +272,17 @@ def error_from_response(
 ) -> PictifyError:
     """Map an answer that is not a usable success to the error that says what to do about it.
 
-    Only a JSON object is the API's own answer: a 404 or a 2xx without one
-    (HTML, text, a list, nothing) is an :class:`UnexpectedResponseError`
-    that says what came back and that the base URL may be wrong.
+    An answer that is not the API's own (:func:`is_api_answer`) is an
+    :class:`UnexpectedResponseError` saying what came back and that the base
+    URL may be wrong; only a 429 or a 5xx keeps its own (retryable) kind.
+    ``body`` is the answer's JSON object as :func:`json_object` read it (redacted),
+    ``rate`` its headers as :func:`~pictify_tasks.ratelimit.rate_limit_from` read
+    them; ``content`` and ``content_type`` only describe an answer without a body.
     ``what`` names the request ("cancel of batch b_1") for the message.
-    ``headers`` must be case-insensitive (``requests`` gives such a mapping).
     ``redact`` hides the key in everything taken from the answer, before the
     API's text is cut to :data:`~pictify_tasks.redaction.MAX_API_TEXT`.
     """
-    content_type = headers.get("Content-Type", "") or ""
-    body = json_object(content, redact)
-    if body is None and (status == 404 or status < 300):
-        # Only the API's own 404 means "no such batch", a fact kept for days.
+    if not is_api_answer(status, body) and status != 429 and status < 500:
         where = f" ({clip(redact(base_url), 120)})" if base_url else ""
         return UnexpectedResponseError(
             f"{what}: HTTP {status} with {describe_body(content, content_type, redact)}: "
@@ -346,8 +294,8 @@ def error_from_response(
     if text is None:
         text = "no message" if body is not None else describe_body(content, content_type, redact)
     message = f"{what} failed: HTTP {status}: {clip(text)}"
-    retry_after = parse_retry_after(headers.get("Retry-After"), now=now)
-    if retry_after is None and body is not None:
+    retry_after = rate.retry_after
+    if retry_after is None and body is not None and status in RETRY_AFTER_STATUSES:
         retry_after = parse_retry_after(body.get("retryAfter"), now=now)
     fields: dict[str, Any] = {
         "status": status,
@@ -359,7 +307,7 @@ def error_from_response(
         return QuotaExceededError(message, **fields)
     if status == 429:
         if retry_after is None:
-            retry_after = rate_limit_reset_wait(headers.get("X-RateLimit-Reset"), now=now)
+            retry_after = rate.reset_wait(now)
         return RateLimitError(message, retry_after=retry_after, **fields)
     if status == 402:
         return QuotaExceededError(message, **fields)

@@ -60,8 +60,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pictify_tasks.models import RateLimitInfo
-from pictify_tasks.ratelimit import Priority, Rate
+from pictify_tasks.ratelimit import Priority, Rate, RateLimitInfo
 
 __all__ = [
     "DEFAULT_API_WINDOW_MS",

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pictify_tasks.errors import parse_retry_after
 from pictify_tasks.redaction import clip
 from pictify_tasks.results import BatchProgress
 from pictify_tasks.statuses import FINISHED_STATUSES, TERMINAL_STATUSES
@@ -22,12 +21,10 @@ __all__ = [
     "BatchInfo",
     "BatchStart",
     "CancelResult",
-    "RateLimitInfo",
     "batch_info_from",
     "batch_start_from",
     "cancel_outcome",
     "first_str",
-    "rate_limit_from",
 ]
 
 
@@ -91,16 +88,6 @@ class BatchInfo:
         )
 
 
-@dataclass(frozen=True)
-class RateLimitInfo:
-    """A response's ``X-RateLimit-*`` headers, and its ``Retry-After`` in seconds."""
-
-    limit: int | None
-    remaining: int | None
-    reset: int | None
-    retry_after: float | None = None
-
-
 def cancel_outcome(status: str | None, message: str) -> str | None:
     """What a 200 to a cancel says, or ``None`` when it does not confirm the cancel.
 
@@ -145,16 +132,6 @@ def batch_info_from(data: Mapping[str, Any], batch_id: str) -> BatchInfo:
         created_at=_short(data, "createdAt"),
         started_at=_short(data, "startedAt"),
         completed_at=_short(data, "completedAt"),
-    )
-
-
-def rate_limit_from(headers: Mapping[str, str]) -> RateLimitInfo:
-    """The ``X-RateLimit-*`` and ``Retry-After`` headers (a case-insensitive mapping)."""
-    return RateLimitInfo(
-        limit=_int_or_none(headers.get("X-RateLimit-Limit")),
-        remaining=_int_or_none(headers.get("X-RateLimit-Remaining")),
-        reset=_int_or_none(headers.get("X-RateLimit-Reset")),
-        retry_after=parse_retry_after(headers.get("Retry-After")),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["MAX_API_TEXT", "Redactor", "clip", "mask_secret"]
+__all__ = ["MAX_API_TEXT", "Redactor", "clip", "key_hint", "mask_secret"]
 
 #: The most characters of the API's own text (a message, a detail) that are kept.
 MAX_API_TEXT = 300
@@ -26,6 +26,16 @@ def mask_secret(secret: str | None) -> str:
         if secret.startswith(prefix):
             return prefix + "***"
     return "***"
+
+
+def key_hint(secret: str | None) -> str:
+    """Which key is set, enough to tell two apart: its kind and last 4 (``pk_live_***9f3a``).
+
+    A key under 16 characters shows its kind only: 4 of them would be too much of it.
+    """
+    if not secret or len(secret) < 16:
+        return mask_secret(secret)
+    return mask_secret(secret) + secret[-4:]
 
 
 class Redactor:

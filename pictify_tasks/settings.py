@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pictify_tasks.errors import ImproperlyConfigured
 from pictify_tasks.ratelimit import Rate
-from pictify_tasks.redaction import mask_secret
+from pictify_tasks.redaction import key_hint
 from pictify_tasks.revoke.links import Scope
 from pictify_tasks.setting_values import (
     Reader,
@@ -38,7 +38,6 @@ __all__ = [
     "REDIS_SCHEMES",
     "PictifySettings",
     "clean_api_key",
-    "mask_secret",
 ]
 
 DEFAULT_BASE_URL = "https://api.pictify.io"
@@ -146,15 +145,13 @@ class PictifySettings:
         The key shows its kind and its last 4 characters (enough to tell two
         keys apart), the state store's URL no password.
         """
-        key = self.api_key
-        hint = "none" if not key else f"{mask_secret(key)}{key[-4:] if len(key) >= 16 else ''}"
         state = _safe_url(self.state_url) if self.state_url else "in-process memory"
         return (
             f"base_url={self.base_url} state={state} prefix={self.state_prefix} "
             f"scope={self.revoke_scope.value} "
             f"listener={'on' if self.revoke_listener else 'off'} "
             f"sweep={f'{self.sweep_interval:g}s' if self.sweep_interval else 'off'} "
-            f"deadline={self.cancel_deadline:g}s key={hint}"
+            f"deadline={self.cancel_deadline:g}s key={key_hint(self.api_key)}"
         )
 
     def require_api_key(self) -> str:

@@ -15,8 +15,7 @@ from pictify_tasks._runtime import runtime_for
 from pictify_tasks.client import batch_render_body
 from pictify_tasks.errors import InvalidRequestError
 from pictify_tasks.ids import idempotency_key_for
-from pictify_tasks.models import RateLimitInfo
-from pictify_tasks.ratelimit import Priority
+from pictify_tasks.ratelimit import Priority, RateLimitInfo
 from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store import MemoryStore, StateStoreError

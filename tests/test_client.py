@@ -33,8 +33,8 @@ from pictify_tasks import (
     transport,
 )
 from pictify_tasks.ids import idempotency_key_for
-from pictify_tasks.models import RateLimitInfo
-from pictify_tasks.redaction import Redactor
+from pictify_tasks.ratelimit import RateLimitInfo
+from pictify_tasks.redaction import Redactor, key_hint
 from pictify_tasks.testing import PictifyEmulator
 
 SECRET = "pk_test_0123456789abcdef0123456789abcdef"
@@ -196,15 +196,11 @@ def test_injected_errors_map_to_errors(
     assert f"HTTP {status}" in str(caught.value)
 
 
-def test_rate_limit_error_carries_retry_after_and_headers_are_read(
-    emulator: PictifyEmulator,
-) -> None:
+def test_rate_limit_error_carries_retry_after(emulator: PictifyEmulator) -> None:
     emulator.set_rate_limit(2)
     with PictifyClient(emulator.api_key, base_url=emulator.base_url) as client:
         batch_id = emulator.create_batch()
         client.get_batch(batch_id)
-        assert client.last_rate_limit is not None
-        assert (client.last_rate_limit.limit, client.last_rate_limit.remaining) == (2, 1)
         client.get_batch(batch_id)
         with pytest.raises(RateLimitError) as caught:
             client.get_batch(batch_id)
@@ -232,6 +228,26 @@ def test_every_answer_is_shown_to_the_on_response_observer(emulator: PictifyEmul
     reset = heard[0][1].reset
     assert reset is not None and time.time() < reset <= time.time() + 30
     assert heard[2][1].retry_after is not None and heard[2][1].retry_after >= 1
+
+
+def test_retry_after_is_heard_only_on_a_429_or_a_503(emulator: PictifyEmulator) -> None:
+    heard: list[RateLimitInfo] = []
+    with PictifyClient(
+        emulator.api_key,
+        base_url=emulator.base_url,
+        on_response=lambda status, info: heard.append(info),
+    ) as client:
+        emulator.inject(status=200, body={"status": "processing"}, headers={"Retry-After": "9"})
+        client.get_batch(emulator.create_batch())
+        emulator.inject(status=500, body={}, headers={"Retry-After": "9"})
+        with pytest.raises(ServerError) as caught:
+            client.get_batch(emulator.create_batch())
+        assert caught.value.retry_after is None
+        emulator.inject(status=503, body={}, headers={"Retry-After": "9"})
+        with pytest.raises(ServerError) as caught:
+            client.get_batch(emulator.create_batch())
+        assert caught.value.retry_after == 9.0
+    assert [info.retry_after for info in heard] == [None, None, 9.0]
 
 
 def test_an_observer_that_raises_does_not_change_the_answer(
@@ -276,13 +292,6 @@ def test_the_key_never_shows_in_repr_errors_or_logs(
 def test_a_client_needs_a_key() -> None:
     with pytest.raises(ImproperlyConfigured):
         PictifyClient("")
-
-
-def test_the_session_is_reused(client: PictifyClient, emulator: PictifyEmulator) -> None:
-    session = client._session
-    client.get_batch(emulator.create_batch())
-    client.get_batch(emulator.create_batch())
-    assert client._session is session
 
 
 # -- hostile or broken answers ----------------------------------------------------------
@@ -351,6 +360,41 @@ def test_a_404_with_a_json_object_is_not_found_whatever_its_content_type(
     emulator.inject(status=404, body={"detail": "expired"}, path_contains="/results")
     with pytest.raises(BatchNotFoundError):
         client.get_batch(emulator.create_batch())
+
+
+#: Answers from something in front of the API: a non-JSON 409/408/404, any redirect.
+NOT_THE_API = [
+    (409, "<html><body>409 Conflict</body></html>", {}),
+    (409, "", {}),
+    (408, "Request Timeout", {}),
+    (403, "<html>blocked by the proxy</html>", {}),
+    (302, "", {"Location": "https://portal.example/login"}),
+    (301, {"status": "cancelled", "title": "Moved"}, {"Location": "https://api.example/"}),
+    (307, {"batchId": "b_moved", "status": "processing"}, {"Location": "/elsewhere"}),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "headers"), NOT_THE_API)
+def test_an_answer_that_is_not_the_apis_own_is_unexpected_never_a_final_fact(
+    client: PictifyClient,
+    emulator: PictifyEmulator,
+    status: int,
+    body: object,
+    headers: dict[str, str],
+) -> None:
+    batch_id = emulator.create_batch()
+    for call in (
+        lambda: client.cancel_batch(batch_id),
+        lambda: client.get_batch(batch_id),
+        lambda: client.start_batch("tpl_1", [{"n": 1}]),
+    ):
+        emulator.inject(status=status, body=body, headers=headers)
+        with pytest.raises(UnexpectedResponseError) as caught:
+            call()
+        assert caught.value.retryable and caught.value.status == status
+        assert f"HTTP {status}" in str(caught.value) and "base URL" in str(caught.value)
+    # The batch was never reached: asked again, the API cancels it.
+    assert client.cancel_batch(batch_id).outcome == "cancelled"
 
 
 @pytest.mark.parametrize(
@@ -570,6 +614,35 @@ def test_an_echoed_key_is_redacted_before_any_text_is_cut(
         assert fragment not in shown, (status, shown)
 
 
+#: Answers that echo the key, each a different way to an error.
+ECHOES = [
+    (500, {"detail": f"echo Bearer {SECRET}"}),
+    (404, {"title": "Not Found", "detail": SECRET, "errors": [{"field": SECRET}]}),
+    (400, {"message": "bad", "errors": [{"field": "key", "message": f"Bearer {SECRET}"}]}),
+    (429, {"error": {"message": SECRET, "code": SECRET}}),
+    (404, f"<html>no route for Bearer {SECRET}</html>"),
+    (302, f"see {SECRET}"),
+    (200, f"<html>portal {SECRET}</html>"),
+    (200, {"batchId": SECRET + "/", "status": SECRET}),
+]
+
+
+@pytest.mark.parametrize(("status", "body"), ECHOES)
+@pytest.mark.parametrize("call", ["get_batch", "start_batch"])
+def test_the_key_never_shows_in_a_get_or_start_error(
+    client: PictifyClient, emulator: PictifyEmulator, call: str, status: int, body: object
+) -> None:
+    emulator.inject(status=status, body=body, headers={"X-Echo": SECRET})
+    try:
+        if call == "get_batch":
+            shown = repr(client.get_batch(emulator.create_batch()))
+        else:
+            shown = repr(client.start_batch("tpl_1", [{"n": 1}]))
+    except PictifyError as error:
+        shown = f"{error} {error!r} {error.args!r} {error.body!r} {error.code!r}"
+    assert SECRET[8:] not in shown, shown
+
+
 def test_a_requests_error_carrying_the_keys_repr_is_redacted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -599,3 +672,10 @@ def test_the_redactor_hides_every_spelling_of_the_key() -> None:
     assert "a\\" not in cleaned and 'c"d' not in cleaned and 'c\\"d' not in cleaned
     assert cleaned.count("pk_live_***") == 5
     assert Redactor("sk_other").mask == "***" and "kind" in Redactor("kind_x")("kind_x kind")
+
+
+def test_a_key_hint_tells_keys_apart_without_showing_a_short_one() -> None:
+    assert key_hint(SECRET) == "pk_test_***" + SECRET[-4:]
+    assert key_hint("pk_live_short") == "pk_live_***"
+    assert key_hint("x" * 20) == "***xxxx"
+    assert key_hint(None) == key_hint("") == "<not set>"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pickle
 import time
+from collections.abc import Iterator
 
 import pytest
 from requests.structures import CaseInsensitiveDict
@@ -17,14 +18,24 @@ from pictify_tasks import (
     ServerError,
     UnexpectedResponseError,
 )
-from pictify_tasks.errors import error_from_response, parse_retry_after
+from pictify_tasks.errors import error_from_response, json_object
+from pictify_tasks.ratelimit import parse_retry_after, rate_limit_from
 
 #: A body the API itself could have sent (a JSON object), for statuses that need one.
 API_BODY = b'{"title": "Not Found", "detail": "no such batch"}'
 
 
-def _error(status: int, body: bytes = b"", **headers: str) -> PictifyError:
-    return error_from_response(status, body, CaseInsensitiveDict(headers), what="cancel of b_1")
+def _error(status: int, content: bytes = b"", **headers: str) -> PictifyError:
+    """The error for an answer, read as the client reads it: the body and headers once."""
+    found = CaseInsensitiveDict(headers)
+    return error_from_response(
+        status,
+        json_object(content),
+        rate_limit_from(status, found),
+        content=content,
+        content_type=found.get("Content-Type", ""),
+        what="cancel of b_1",
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,6 +115,39 @@ def test_retry_after_parses_seconds_and_http_dates() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=1767225700.0) == 0.0
     for junk in (None, "", "soon", "-1", "nan"):
         assert parse_retry_after(junk) is None
+
+
+@pytest.fixture
+def tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A worker whose local time is 9 hours ahead of UTC."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("tokyo")
+def test_an_http_date_without_a_zone_is_utc_not_the_workers_local_time() -> None:
+    for zoneless in ("Thu, 01 Jan 2026 00:00:10", "Thu, 01 Jan 2026 00:00:10 -0000"):
+        assert parse_retry_after(zoneless, now=1767225600.0) == 10.0
+
+
+@pytest.mark.usefixtures("tokyo")
+@pytest.mark.parametrize(
+    "date", ["Fri, 31 Dec 9999 23:59:59", "Mon, 01 Jan 0001 00:00:00 -2359", "Thu, 01 Jan 2026"]
+)
+def test_an_http_date_no_clock_can_hold_is_garbage_not_an_exception(date: str) -> None:
+    wait = parse_retry_after(date, now=1767225600.0)
+    assert wait is None or wait >= 0
+    assert _error(503, b"{}", **{"Retry-After": date}).retryable
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 400])
+def test_retry_after_is_read_only_on_a_429_or_a_503(status: int) -> None:
+    error = _error(status, b'{"retryAfter": 4}', **{"Retry-After": "7"})
+    assert error.retry_after is None
+    assert _error(503, b"{}", **{"Retry-After": "7"}).retry_after == 7.0
 
 
 def test_errors_survive_pickling_and_rebuilding_from_args() -> None:

@@ -26,8 +26,7 @@ from pictify_tasks.limiter import (
     StoreLimiter,
     bucket_for,
 )
-from pictify_tasks.models import RateLimitInfo
-from pictify_tasks.ratelimit import Priority, Rate
+from pictify_tasks.ratelimit import Priority, Rate, RateLimitInfo
 from pictify_tasks.store import RedisStore, StateStore, StateStoreError
 from pictify_tasks.testing.redis_server import free_port
 

@@ -65,12 +65,6 @@ def test_a_heard_end_is_no_longer_a_wanted_cancel(store: StateStore) -> None:
     assert store.take_stale_wanted(before=ASKED * 2, now=ASKED * 2, limit=10) == []
 
 
-def test_a_forgotten_delivery_is_heard_again(store: StateStore) -> None:
-    hear(store)
-    store.forget_delivery("b1", "dlv-1")
-    assert hear(store) is True
-
-
 def test_waiters_register_and_are_taken_once(store: StateStore) -> None:
     assert store.wait_turn("b1", "task-w", TTL, message='{"w": 1}') == store.wait_turn(
         "b1", "task-v", TTL, message='{"v": 1}'
@@ -115,7 +109,6 @@ def test_a_redis_that_does_not_answer_is_a_transient_store_error() -> None:
     store = RedisStore(client, prefix="nobody")
     calls = [
         lambda: hear(store),
-        lambda: store.forget_delivery("b1", "dlv-1"),
         lambda: store.wait_turn("b1", "waiter-1", TTL, message="{}"),
         lambda: store.take_waiters("b1"),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import io
 import json
 import sys
 import time
@@ -17,6 +18,7 @@ from celery import Celery
 import pictify_tasks
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.webhooks import sign
+from pictify_tasks.webhooks.receiver import MAX_BODY
 
 SECRET = "whsec_0123456789abcdef"
 PATH = "/pictify/webhook"
@@ -93,6 +95,49 @@ def test_the_flask_view(celery_app: Celery) -> None:
     assert (response.status_code, response.get_json()) == (202, {"accepted": True})
     assert heard(celery_app)
     assert client.post(PATH, data=body, headers=headers).get_json() == {"duplicate": True}
+
+
+class EndlessBody(io.RawIOBase):
+    """A request body of ``size`` bytes that counts how many of them were read."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.size - self.read_bytes)
+        buffer[:n] = b"x" * n
+        self.read_bytes += n
+        return n
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["Content-Length", "chunked"])
+def test_the_flask_view_reads_no_more_than_a_delivery_can_be(
+    celery_app: Celery, length: bool
+) -> None:
+    flask = pytest.importorskip("flask")
+    import werkzeug.test
+
+    from pictify_tasks.webhooks.flask import webhook_view
+
+    web = flask.Flask(__name__)
+    web.add_url_rule(PATH, view_func=webhook_view(celery_app), methods=["POST"])
+    huge = EndlessBody(50 * 1024 * 1024)
+    environ = werkzeug.test.EnvironBuilder(PATH, method="POST", headers=delivery()[1]).get_environ()
+    environ["wsgi.input"] = huge
+    if length:
+        environ["CONTENT_LENGTH"] = str(huge.size)
+    else:  # chunked: the server ends the stream, no length is given
+        environ["wsgi.input_terminated"] = True
+        environ.pop("CONTENT_LENGTH", None)
+    statuses: list[str] = []
+    b"".join(web.wsgi_app(environ, lambda status, headers: statuses.append(status)))
+    assert statuses == ["413 REQUEST ENTITY TOO LARGE"]
+    assert huge.read_bytes <= 2 * MAX_BODY
+    assert not heard(celery_app)
 
 
 def asgi_call(app: Any, method: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:

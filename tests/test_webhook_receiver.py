@@ -6,9 +6,12 @@ and publishes nothing; a good one is recorded once and handed on at once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -92,10 +95,23 @@ def test_a_good_delivery_is_recorded_and_handed_on_at_once(receiving: Receiving)
     assert outcome is not None and outcome.outcome == "already_finished"
 
 
-def test_a_replayed_delivery_changes_nothing_more(receiving: Receiving) -> None:
+def test_a_replayed_delivery_is_recorded_once_and_handed_on_again(receiving: Receiving) -> None:
     body = body_for()
     receiving.post(body, headers_for(body))
-    assert receiving.post(body, headers_for(body, at=NOW + 60)) == (200, {"duplicate": True})
+    late = body_for(status="failed")  # the same delivery id: the first end heard stays
+    assert receiving.post(late, headers_for(late, at=NOW + 60)) == (200, {"duplicate": True})
+    assert receiving.published == ["b1", "b1"]
+    assert receiving.end() == BatchEnd("b1", "completed", 3, 3, 0)
+
+
+def test_a_delivery_recorded_but_never_handed_on_is_handed_on_when_sent_again(
+    receiving: Receiving,
+) -> None:
+    """The receiver's process died between recording the delivery and publishing it."""
+    end = BatchEnd("b1", "completed", 3, 3, 0)
+    runtime_for(receiving.app).store.hear_batch_end(end, "dlv-1", ttl=60, outcome_ttl=60)
+    body = body_for()
+    assert receiving.post(body, headers_for(body)) == (200, {"duplicate": True})
     assert receiving.published == ["b1"]
 
 
@@ -178,8 +194,48 @@ def test_a_delivery_not_handed_on_is_answered_503_and_heard_when_sent_again(
     receiving.fail_publish = True
     assert receiving.post(body, headers_for(body))[0] == 503
     receiving.fail_publish = False
-    assert receiving.post(body, headers_for(body))[0] == 202
+    assert receiving.post(body, headers_for(body))[0] == 200
     assert receiving.published == ["b1"]
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[str]:
+    """A broker's address that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(socket.timeout):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(10)
+    for connection in [*held, server]:
+        connection.close()
+
+
+@pytest.mark.parametrize("scheme", ["redis://{}/0", "amqp://guest:guest@{}//"])
+def test_a_broker_that_never_answers_gets_a_prompt_503_not_a_hung_request(
+    silent_broker: str, scheme: str
+) -> None:
+    receiving = Receiving(broker_url=scheme.format(silent_broker))
+    receiver = WebhookReceiver(receiving.app, clock=lambda: NOW)  # publishes for real
+    body = body_for()
+    answers: list[int] = []
+    thread = threading.Thread(
+        target=lambda: answers.append(receiver.handle("POST", body, headers_for(body)).status),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(60)  # a deadline for a hang, not a measure of speed
+    pictify_tasks.uninstall(receiving.app)
+    assert answers == [503], "the delivery is still waiting for the broker"
 
 
 def test_without_a_secret_every_delivery_is_refused() -> None:

@@ -87,13 +87,6 @@ class BatchEnds(abc.ABC):
         """
 
     @abc.abstractmethod
-    def forget_delivery(self, batch_id: str, delivery_id: str) -> None:
-        """Forget a heard delivery id, so that the same delivery sent again is heard again.
-
-        For a receiver that recorded a delivery but could not hand its work on.
-        """
-
-    @abc.abstractmethod
     def wait_turn(
         self,
         batch_id: str,

@@ -288,10 +288,6 @@ class MemoryStore(StateStore):
                 self._wanted.delete(batch_id)
             return True
 
-    def forget_delivery(self, batch_id: str, delivery_id: str) -> None:
-        with self._lock:
-            self._ended.delete((batch_id, delivery_id))
-
     def wait_turn(
         self,
         batch_id: str,

@@ -66,10 +66,6 @@ class RedisBatchEnds(RedisKeys, BatchEnds):
         return bool(self._hear(keys=keys, args=args))
 
     @transient
-    def forget_delivery(self, batch_id: str, delivery_id: str) -> None:
-        self.redis.delete(self.batch_key(batch_id, f"delivery:{delivery_id}"))
-
-    @transient
     def wait_turn(
         self,
         batch_id: str,

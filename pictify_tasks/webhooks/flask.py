@@ -6,14 +6,16 @@
         "/pictify/webhook", view_func=webhook_view(celery_app), methods=["POST"]
     )
 
-The view reads the raw body, which the signature covers.
+The view reads the raw body, which the signature covers, and no more of it
+than a delivery can be: a larger body is refused (413) after one byte past
+the limit, whatever its length says (Flask's ``get_data`` would read it all).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from pictify_tasks.webhooks.receiver import WebhookReceiver
+from pictify_tasks.webhooks.receiver import WebhookReceiver, read_bounded
 
 __all__ = ["webhook_view"]
 
@@ -27,7 +29,7 @@ def webhook_view(celery_app: Any) -> Callable[[], Any]:
     def pictify_webhook() -> Any:
         request = flask.request
         headers = {name.lower(): value for name, value in request.headers.items()}
-        answer = receiver.handle(request.method, request.get_data(cache=False), headers)
+        answer = receiver.handle(request.method, read_bounded(request.stream), headers)
         return flask.Response(answer.body, status=answer.status, headers=list(answer.headers))
 
     return pictify_webhook

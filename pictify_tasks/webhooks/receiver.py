@@ -4,14 +4,17 @@ A delivery is answered in one store round trip and one publish: its
 signature is checked on the raw bytes (401 when it is missing, wrong or
 stale), its body read (400 when malformed), both before anything is
 touched; then the batch's end is recorded once per ``X-Pictify-Delivery-Id``
-(a repeat answers 200 and does nothing) and ``pictify.batch_ended`` is
-published, which wakes the waiting tasks on a worker. Nothing slow runs in
-the web request.
+and ``pictify.batch_ended`` is published, which wakes the waiting tasks on a
+worker. A repeat is published again (it answers 200): the first publish may
+have failed, or its process died, after the delivery was recorded, and waking
+twice is harmless (the waiters are taken once). Nothing slow runs in the web
+request: a broker that does not answer within :data:`PUBLISH_TIMEOUT` per
+attempt, over :data:`PUBLISH_RETRIES` retries, makes the answer a 503 (Pictify
+sends the delivery again).
 """
 
 from __future__ import annotations
 
-import contextlib
 import http
 import json
 import logging
@@ -29,11 +32,23 @@ from pictify_tasks.store.base import StateStoreError
 from pictify_tasks.store.ends import BatchEnd
 from pictify_tasks.webhooks.signature import SignatureError, verify
 
-__all__ = ["EVENT", "MAX_BODY", "Answer", "MalformedDelivery", "WebhookReceiver", "read_delivery"]
+__all__ = [
+    "EVENT",
+    "MAX_BODY",
+    "Answer",
+    "MalformedDelivery",
+    "WebhookReceiver",
+    "read_bounded",
+    "read_delivery",
+]
 
 logger = logging.getLogger("pictify_tasks.webhooks")
 
 EVENT = "batch.completed"
+#: Seconds the broker gets to connect and to answer, per publish attempt.
+PUBLISH_TIMEOUT = 2.0
+#: Publish attempts after the first, before a delivery is answered 503.
+PUBLISH_RETRIES = 2
 #: A delivery is a few hundred bytes; a larger body is refused unread.
 MAX_BODY = 64 * 1024
 
@@ -115,15 +130,13 @@ class WebhookReceiver:
         except StateStoreError as exc:
             logger.error("pictify webhook: delivery %s not recorded: %s", delivery_id, exc)
             return Answer.json(503, error="the state store did not answer; send it again")
-        if not fresh:
-            return Answer.json(200, duplicate=True)
         try:
             self._publish(end.batch_id)
         except Exception as exc:
             logger.error("pictify webhook: delivery %s not handed on: %s", delivery_id, exc)
-            with contextlib.suppress(StateStoreError):
-                runtime.store.forget_delivery(end.batch_id, delivery_id)
             return Answer.json(503, error="the broker did not answer; send it again")
+        if not fresh:
+            return Answer.json(200, duplicate=True)
         logger.info(
             "pictify webhook: batch %s ended %s (delivery %s)",
             end.batch_id,
@@ -150,7 +163,33 @@ class WebhookReceiver:
         return [answer.body]
 
     def _send_batch_ended(self, batch_id: str) -> None:
-        self._app.send_task(BATCH_ENDED, args=(batch_id,), headers={ASKED_AT_HEADER: self._clock()})
+        """Publish on a connection of its own, every wait bounded.
+
+        The app's pooled connections wait as long as the broker's client does:
+        for Redis, for ever on a broker that accepts and never answers.
+        """
+        bounded = {name: PUBLISH_TIMEOUT for name in _SOCKET_TIMEOUTS}
+        with self._app.connection_for_write(
+            connect_timeout=PUBLISH_TIMEOUT, transport_options=bounded
+        ) as connection:
+            self._app.send_task(
+                BATCH_ENDED,
+                args=(batch_id,),
+                headers={ASKED_AT_HEADER: self._clock()},
+                producer=connection.Producer(),
+                retry=True,
+                retry_policy=_RETRY_POLICY,
+            )
+
+
+#: The transports' names for their socket timeouts (Redis; RabbitMQ's py-amqp).
+_SOCKET_TIMEOUTS = ("socket_timeout", "socket_connect_timeout", "read_timeout", "write_timeout")
+_RETRY_POLICY = {
+    "max_retries": PUBLISH_RETRIES,
+    "interval_start": 0,
+    "interval_step": 0.25,
+    "interval_max": 0.5,
+}
 
 
 def read_delivery(body: bytes, event_header: str | None) -> BatchEnd | None:
@@ -210,6 +249,19 @@ def _delivery_id(headers: Mapping[str, str]) -> str:
         raise MalformedDelivery(str(exc)) from None
 
 
+def read_bounded(stream: Any) -> bytes:
+    """A request body read to its end, or to one byte past :data:`MAX_BODY` (then refused)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY:
+        chunk = stream.read(MAX_BODY + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def _wsgi_body(environ: Mapping[str, Any]) -> tuple[bytes, Answer | None]:
     """The request body, or the answer when it cannot (or must not) be read."""
     stream = environ.get("wsgi.input")
@@ -218,8 +270,7 @@ def _wsgi_body(environ: Mapping[str, Any]) -> tuple[bytes, Answer | None]:
         return b"", None
     if not length_text:
         if environ.get("wsgi.input_terminated"):
-            body = stream.read(MAX_BODY + 1)
-            return body, None
+            return read_bounded(stream), None
         return b"", Answer.json(411, error="Content-Length is required")
     if not length_text.isdigit():
         return b"", Answer.json(400, error="unusable Content-Length")

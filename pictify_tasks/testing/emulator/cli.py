@@ -15,13 +15,14 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from pictify_tasks.redaction import key_hint
 from pictify_tasks.testing.emulator.app import DEFAULT_API_KEY, PictifyEmulator
 from pictify_tasks.testing.emulator.webhooks import DEFAULT_WEBHOOK_SECRET
 
 
 def _key_hint(key: str) -> str:
-    """Show the default test key whole; show only the start of a key someone chose."""
-    return key if key == DEFAULT_API_KEY else key[:8] + "..."
+    """Show the default test key whole; only a hint of a key someone chose."""
+    return key if key == DEFAULT_API_KEY else key_hint(key)
 
 
 def _parser() -> argparse.ArgumentParser:
