@@ -44,7 +44,7 @@ def test_a_worker_without_a_key_says_so_loudly_at_start(setup: Setup) -> None:
         env=env,
         log_dir=setup.log_dir,
     ) as worker:
-        assert eventually(lambda: "key=none" in worker.log(), 20)
+        assert eventually(lambda: "key=<not set>" in worker.log(), 20)
         assert "ERROR/MainProcess] pictify-tasks: no API key" in worker.log()
 
 
