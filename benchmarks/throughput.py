@@ -13,7 +13,10 @@ them all (its ``stats`` count, polled every 50 ms): the worker's throughput,
 not this process's publishing. The worker prefetches as Celery does by
 default (4 messages per process). The figures are the medians of the rounds.
 
-    python benchmarks/throughput.py [--quick] [--tasks 2000] [--rounds 3]
+``--state-url`` puts the package's state on another Redis than the broker's
+(by default they share one, as in the simplest deployment).
+
+    python benchmarks/throughput.py [--quick] [--tasks 2000] [--rounds 5] [--state-url URL]
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def run(options: Options, args: argparse.Namespace) -> dict[str, Any]:
     count = 100 if options.quick else args.tasks
     rounds = 1 if options.quick else args.rounds
     rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    with bench_run(options, "throughput") as bench:
+    with bench_run(options, "throughput", state_url=args.state_url) as bench:
         app, emulator, worker = bench.app, bench.emulator, bench.workers[0].name
         for name in KINDS.values():  # first-use connections and imports, untimed
             one_round(app, emulator, worker, bench.queue, name, 20)
@@ -81,6 +84,7 @@ def run(options: Options, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "throughput",
         "tasks_per_round": count,
+        "state": "the broker's Redis" if args.state_url is None else "its own Redis",
         "rounds": rounds,
         "concurrency": 2,
         "tasks_per_s": {kind: round(value, 1) for kind, value in median.items()},
@@ -93,6 +97,9 @@ def run(options: Options, args: argparse.Namespace) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=2000, help="tasks of each kind per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--state-url", default=None, help="a Redis for the package's state (default: the broker's)"
+    )
 
 
 if __name__ == "__main__":
