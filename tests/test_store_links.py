@@ -95,6 +95,17 @@ def test_remembering_does_not_depend_on_the_scope_of_the_batch_set(store: StateS
     assert store.link_batch("b1", links(set(), {"root"}), TTL) == ["root"]
 
 
+def test_revoked_among_reports_what_linking_would_without_linking(store: StateStore) -> None:
+    store.revoke_ids(["wf", "other"], Scope.WORKFLOW, TTL)
+    store.revoke_ids(["root"], Scope.TASK, TTL)
+    assert store.revoked_among(links({"wf", "unrelated"}, {"own"})) == ["wf"]
+    assert store.revoked_among(links({"wf", "other"}, {"root"})) == ["other", "root", "wf"]
+    # Each id counts in the scope it is linked under: "wf" was revoked as a workflow only.
+    assert store.revoked_among(BatchLinks(workflow=frozenset(), task=frozenset({"wf"}))) == []
+    assert store.revoked_among(links(set())) == []
+    assert store.revoke_ids(["wf"], Scope.WORKFLOW, None).batches == []  # nothing was linked
+
+
 def test_revoked_ids_are_not_remembered_without_a_ttl(store: StateStore) -> None:
     assert store.revoke_ids(["wf"], Scope.WORKFLOW, None).batches == []
     assert store.revoke_ids(["wf"], Scope.TASK, None).batches == []

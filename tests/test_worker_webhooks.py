@@ -15,6 +15,7 @@ import pytest
 import redis
 from celery import chain
 
+from pictify_tasks.revoke.links import Scope
 from tests.receivers import Receiver, serving_receiver
 from tests.workers import Setup
 from tests.workflows import ROWS, TEMPLATE, eventually, polling, settled
@@ -103,3 +104,23 @@ def test_a_revoke_after_the_delivery_sends_no_cancel(setup: Setup, receiver: Rec
         True,
     )
     assert setup.emulator.cancel_requests(batch_id) == []
+
+
+def test_a_woken_wait_of_a_revoked_workflow_goes_no_further(
+    setup: Setup, receiver: Receiver
+) -> None:
+    """The revoke is only in the state store, as for a worker started after its broadcast.
+
+    Such a worker runs the woken message (Celery's own memory of revoked ids
+    is per worker); the wait reads the store's and ends the chain there.
+    """
+    key = f"runs-{uuid.uuid4().hex}"
+    result, batch_id = heard_chain(setup, receiver, key)
+    wait, start = result.parent, result.parent.parent
+    setup.store.revoke_ids([start.id], Scope.WORKFLOW, 3600)  # what a worker that heard it keeps
+    setup.emulator.set_batch_status(batch_id, "completed")
+    [delivery] = setup.emulator.wait_for_webhook_deliveries(1, batch_id)
+    assert delivery.status == 202
+    assert eventually(lambda: wait.state == "REVOKED", 20)
+    assert f"batch {batch_id} ended, but {start.id} was revoked" in setup.worker.log()
+    assert result.state == "PENDING" and runs(setup, key) == 0  # the next step never ran

@@ -257,6 +257,15 @@ class StateStore(BatchEnds, abc.ABC):
         """
 
     @abc.abstractmethod
+    def revoked_among(self, links: BatchLinks) -> list[str]:
+        """The ids among ``links`` remembered as revoked, each in the scope it is linked under.
+
+        What :meth:`link_batch` reports, without linking anything: a task that
+        runs again (a woken or delayed ``wait_for_batch``) asks it, since the
+        worker running it may never have heard the revoke.
+        """
+
+    @abc.abstractmethod
     def begin_start(self, start: StartRequest, links: BatchLinks, ttl: int) -> list[str]:
         """Record a start before its POST, linked like a batch; return its ids already revoked."""
 

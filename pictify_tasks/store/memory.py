@@ -248,6 +248,10 @@ class MemoryStore(StateStore):
                     found.setdefault(entry, value)
             return revoked_work(found)
 
+    def revoked_among(self, links: BatchLinks) -> list[str]:
+        with self._lock:
+            return self._revoked_of([(str(scope), link_id) for scope, link_id in links.pairs()])
+
     def begin_start(self, start: StartRequest, links: BatchLinks, ttl: int) -> list[str]:
         with self._lock:
             self._starts.set(start.start_id, start, ttl)
@@ -336,9 +340,11 @@ class MemoryStore(StateStore):
         if not entry.startswith(START_PREFIX):
             known = set(self._batch_links.get(entry) or ())
             self._batch_links.set(entry, known | set(pairs), ttl)
-        return sorted(
-            {link_id for pair in pairs if self._revoked.get(pair) for link_id in pair[1:]}
-        )
+        return self._revoked_of(pairs)
+
+    def _revoked_of(self, pairs: list[tuple[str, str]]) -> list[str]:
+        """The ids among ``pairs`` (scope, id) remembered as revoked."""
+        return sorted({link_id for scope, link_id in pairs if self._revoked.get((scope, link_id))})
 
     def _mark_finished(self, batch_id: str, links: Sequence[tuple[str, str]], ttl: int) -> None:
         self._deadlines.pop(batch_id, None)

@@ -181,6 +181,15 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
         return revoked_work(entries)
 
     @transient
+    def revoked_among(self, links: BatchLinks) -> list[str]:
+        pairs = links.pairs()
+        if not pairs:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        self._ask_revoked(pipe, pairs)
+        return _revoked_ids(pairs, pipe.execute())
+
+    @transient
     def begin_start(self, start: StartRequest, links: BatchLinks, ttl: int) -> list[str]:
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._start_key(start.start_id), json.dumps(start.to_json()), ex=int(ttl))
@@ -281,11 +290,13 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
             own = self.batch_key(entry, "links")
             pipe.sadd(own, *[f"{scope}\x00{link_id}" for scope, link_id in pairs])
             pipe.expire(own, ttl)
+        self._ask_revoked(pipe, pairs)
+        return _revoked_ids(pairs, pipe.execute())
+
+    def _ask_revoked(self, pipe: Any, pairs: Sequence[tuple[Scope, str]]) -> None:
+        """Queue one look per (scope, id): is it remembered as revoked? (:func:`_revoked_ids`)."""
         for scope, link_id in pairs:
             pipe.exists(self.link_key(link_id, f"revoked:{scope}"))
-        replies = pipe.execute()
-        flags = replies[len(replies) - len(pairs) :]
-        return sorted({link_id for (_, link_id), flag in zip(pairs, flags) if flag})
 
     def _mark_finished(
         self, pipe: Any, batch_id: str, links: Sequence[tuple[str, str]], ttl: int
@@ -298,3 +309,9 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
             pipe.expire(key, ttl)
 
     # -- for operators -------------------------------------------------------------------
+
+
+def _revoked_ids(pairs: Sequence[tuple[Scope, str]], replies: list[Any]) -> list[str]:
+    """The ids whose look, the last ``len(pairs)`` replies, found them revoked."""
+    flags = replies[len(replies) - len(pairs) :]
+    return sorted({link_id for (_, link_id), flag in zip(pairs, flags) if flag})

@@ -109,6 +109,16 @@ class PictifyTask(Task):  # type: ignore[misc]
                 raise late
         self.come_back(wait)
 
+    def end_as_revoked(self, reason: str) -> NoReturn:
+        """End this run as ``REVOKED`` with ``reason``: the workflow was revoked, go no further.
+
+        For a revoke the worker running this task may never have heard (it
+        was remembered in the state store): nothing is sent, the chain stops.
+        """
+        logger.info("%s[%s] %s", self.name, self.request.id, reason)
+        self.backend.mark_as_revoked(self.request.id, reason, request=self.request)
+        raise Ignore(reason)
+
     def come_back(self, countdown: float, *, error: Exception | None = None) -> NoReturn:
         """Run this task again in ``countdown`` seconds, with the same id, chain and headers.
 

@@ -7,8 +7,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from celery.exceptions import Ignore
-
 from pictify_tasks.client import batch_render_body
 from pictify_tasks.errors import PictifyError
 from pictify_tasks.ids import idempotency_key_for, validate_id, validate_max_runtime
@@ -73,7 +71,7 @@ def start_batch_task(
     try:
         revoked = runtime.store.begin_start(start, links, settings.link_ttl)
         if revoked:
-            _revoked_before_start(self, revoked)
+            self.end_as_revoked(f"not started: {', '.join(revoked)} had been revoked")
         self.wait_for_token(Priority.START)
         # The recorded body, the very bytes a replay of this start will send.
         answer = runtime.client.start_batch_body(
@@ -98,11 +96,3 @@ def start_batch_task(
         )
         runtime.fanout.enqueue([answer.batch_id], reason=f"revoked: {revoked[0]}")
     return answer.batch_id
-
-
-def _revoked_before_start(task: PictifyTask, revoked: list[str]) -> None:
-    """The workflow was revoked before the batch started: start nothing, end as revoked."""
-    reason = f"not started: {', '.join(revoked)} had been revoked"
-    logger.info("start %s %s", task.request.id, reason)
-    task.backend.mark_as_revoked(task.request.id, reason, request=task.request)
-    raise Ignore(reason)

@@ -21,6 +21,7 @@ from pictify_tasks.models import BatchInfo
 from pictify_tasks.polling import ProgressSample, next_poll_interval
 from pictify_tasks.ratelimit import Priority
 from pictify_tasks.results import BatchProgress
+from pictify_tasks.revoke.links import links_from_request
 from pictify_tasks.store.base import StateStoreError
 from pictify_tasks.tasks.base import PictifyTask, asked_at, header
 from pictify_tasks.tasks.wake import WaitEnds
@@ -99,7 +100,7 @@ def wait_for_batch_task(
     ends = WaitEnds(self, batch_id)
     heard = ends.heard()
     if heard is not None:
-        return _ended(heard, raise_on)
+        return _ended(self, heard, raise_on)
     waited = time.time() - asked_at(self.request)
     if timeout is not None and waited >= timeout:
         _time_out(self, batch_id, timeout)
@@ -119,7 +120,7 @@ def wait_for_batch_task(
             raise
         self.come_back(max(poll_interval, runtime.policy.countdown(1, error)), error=error)
     if info.is_terminal:
-        return _ended(info, raise_on)
+        return _ended(self, info, raise_on)
     if info.completed_items is not None and info.total_items is not None:
         # What a later cancel saves is counted from this; without it, nothing is lost.
         with contextlib.suppress(StateStoreError):
@@ -131,12 +132,21 @@ def wait_for_batch_task(
     # After the PROGRESS state: a run woken from here on stores its result after it.
     heard = ends.register()
     if heard is not None:
-        return _ended(heard, raise_on)
+        return _ended(self, heard, raise_on)
     # With a webhook to tell the end, the safety net's interval; else aimed at the end.
     countdown = ends.next_poll(_next_poll(self.request, info, poll_interval))
     if timeout is not None:
         countdown = max(0.0, min(countdown, timeout - waited))
     self.come_back(countdown)
+
+
+def _revoked(task: PictifyTask) -> list[str]:
+    """The task's ids remembered as revoked (a store that does not answer stops nothing)."""
+    if task.request.is_eager:
+        return []
+    with contextlib.suppress(StateStoreError):
+        return task.runtime.store.revoked_among(links_from_request(task.request))
+    return []
 
 
 def _next_poll(request: Any, info: BatchInfo, poll_interval: float) -> float:
@@ -158,13 +168,22 @@ def _next_poll(request: Any, info: BatchInfo, poll_interval: float) -> float:
     )
 
 
-def _ended(info: BatchInfo, raise_on: Sequence[str]) -> BatchProgress:
+def _ended(task: PictifyTask, info: BatchInfo, raise_on: Sequence[str]) -> BatchProgress:
+    """The wait's end: an error that stops the chain, or the result that moves it on.
+
+    Before it moves the chain on, the wait asks whether its workflow was
+    revoked: a woken run, or its next poll, may reach a worker that never
+    heard the revoke (one started after it), and the next step must not run.
+    """
     error = _ENDINGS.get(info.status)
     if error is not None and info.status in raise_on:
         raise error(
             f"batch {info.batch_id} ended {info.status}: "
             f"{info.completed_items} of {info.total_items} item(s) rendered"
         )
+    revoked = _revoked(task)
+    if revoked:
+        task.end_as_revoked(f"batch {info.batch_id} ended, but {', '.join(revoked)} was revoked")
     return info.as_dict()
 
 
