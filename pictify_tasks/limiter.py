@@ -38,11 +38,13 @@ round trip per cancel, as much as the ledger's. So a cancel that finds the
 window at most half spent, no 429 and nobody queued takes a block of
 :data:`LOAN_SIZE` tokens at once, counted at once; its process spends the
 rest without asking, for at most :data:`LOAN_MS` and never past the
-window's end (or its last moments, ``guard``). The price, bounded by those
-two constants: a 429 heard by another process holds this one off only when
-its loan ends, and a loan's unspent tokens are lost to that window (they
-were taken while it was at most half spent). A 429 or a nearly spent
-window seen by the process itself ends its loan at once.
+window's end (or its last moments, ``guard``). The price: a borrower does
+not hear another process's 429 from the store; it hears it from its own
+next answer (the limit is the key's, so that answer is a 429 too), which
+ends its loan at once: one request more per borrowing thread, within
+:data:`LOAN_MS`. And a loan's unspent tokens are lost to that window (they
+were taken while it was at most half spent). A nearly spent window seen by
+the process itself ends its loan too.
 
 The algorithm is written twice, in Python here (:class:`LimiterState`, used
 in process memory) and in Lua (:mod:`pictify_tasks.store.redis_limiter`, one
