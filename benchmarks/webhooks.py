@@ -1,7 +1,8 @@
 """Polling vs webhooks: API requests per batch, and the delay from a batch's end to the next task.
 
 Runs ``start_batch -> wait_for_batch -> bench.stamp`` for N batches started
-without a webhook URL (the wait polls every ``--poll-interval`` seconds),
+without a webhook URL (the wait polls with ``poll_interval=--poll-interval``,
+aimed at the batch's expected end),
 then N started with one (the emulator tells their end to a real receiver,
 ``pictify_tasks.webhooks.wsgi_app`` served on loopback, and the wait polls
 only as a safety net, every 300 s), against a real worker, in one run:
