@@ -168,16 +168,17 @@ class CeleryIntegration:
                 )
 
     def _on_worker_shutdown(self, **_: Any) -> None:
-        """``worker_shutdown`` / ``worker_process_shutdown``: the backlog's last try.
+        """``worker_shutdown`` / ``worker_process_shutdown``: the fan-out's last try.
 
-        What the store or broker refused is tried once more; each item still
+        What the background thread still holds is done, what the store or
+        broker refused is tried once more; each item still
         not done is logged as an error, so a lost revoke is never silent.
         """
         for app in list(self._apps):
             with logged_not_raised(logger, "draining the backlog at shutdown"):
                 runtime = existing_runtime(app)
                 if runtime is not None:
-                    runtime.fanout.backlog.drain()
+                    runtime.fanout.drain()
 
     def _on_before_task_publish(self, headers: Any = None, **_: Any) -> None:
         """Carry the publishing task's ancestry to the task it publishes (no I/O)."""

@@ -226,3 +226,36 @@ def test_in_background_passes_keyword_arguments_through() -> None:
     fan.in_background(work, 1, reason="r")
     assert done.wait(WAIT)
     assert got == [((1,), {"reason": "r"})]
+
+
+def test_at_drain_a_revoke_still_on_the_background_thread_is_tried_and_logged_if_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A revoke a signal handed over just before shutdown is not lost silently."""
+    store, publisher = FlakyStore(), RecordingPublisher()  # the store stays down
+    fan = memory_fanout(store, publisher)
+    fan.backlog = Backlog(first_delay=300, max_delay=300)
+    gate = threading.Event()
+    fan.in_background(gate.wait)  # the background thread is busy ...
+    fan.in_background(fan.handle_revoke, ["wf-1"])  # ... with this revoke behind it
+    drainer = threading.Thread(target=fan.drain)
+    with caplog.at_level(logging.ERROR, logger="pictify_tasks.revoke"):
+        drainer.start()
+        gate.set()
+        drainer.join(WAIT)
+    assert not drainer.is_alive()
+    assert store.failures == 2  # tried on the background thread, then once more by the drain
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["pictify-tasks: revoke of ['wf-1'] not done before the worker stopped: lost"]
+
+
+def test_work_kept_after_the_drain_is_logged_as_lost_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backlog = Backlog(first_delay=300, max_delay=300)
+    backlog.drain()
+    with caplog.at_level(logging.ERROR, logger="pictify_tasks.revoke"):
+        backlog.keep("revoke of ['wf-1']", lambda: None, keep_for=60)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["pictify-tasks: revoke of ['wf-1'] not done before the worker stopped: lost"]
+    assert len(backlog) == 0

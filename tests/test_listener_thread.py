@@ -15,6 +15,7 @@ from celery.worker import state
 from pictify_tasks.revoke.links import BatchLinks, Scope, stamp_link_id
 from pictify_tasks.revoke.listener import _ListenerThread
 from pictify_tasks.store import MemoryStore
+from pictify_tasks.store.base import RevokedWork
 from tests.fakes import RecordingPublisher, memory_fanout
 
 
@@ -63,7 +64,7 @@ def test_catch_up_handles_the_workers_revoked_ids_once() -> None:
         state.revoked.add(task_id)
     try:
         thread._catch_up()
-        assert [ids for ids in heard if ids[0] in missed] == [[i] for i in missed]
+        assert [i for ids in heard for i in ids if i in missed] == missed
         count = len(heard)
         thread._catch_up()  # nothing new: nothing handled twice
         assert len(heard) == count
@@ -112,15 +113,13 @@ def test_catch_up_handles_the_workers_revoked_stamps(revoked_stamps: dict[str, o
     calls: list[Heard] = []
     thread = listener(lambda ids: None, calls)
     thread._catch_up()
-    stamped = [c for c in calls if c.ids[0].startswith("stamp:")]
-    assert stamped == [
-        Heard([stamp_link_id("k", "v1")], Scope.TASK, False, "catch-up: stamp k=v1"),
-        Heard([stamp_link_id("k", "v2")], Scope.TASK, False, "catch-up: stamp k=v2"),
-        Heard([stamp_link_id("one", "x")], Scope.TASK, False, "catch-up: stamp one=x"),
-    ]
+    stamped = [i for c in calls for i in c.ids if i.startswith("stamp:")]
+    expected = [("k", "v1"), ("k", "v2"), ("one", "x")]
+    assert stamped == [stamp_link_id(name, value) for name, value in expected]
+    assert all((c.scope, c.remember) == (Scope.TASK, False) for c in calls)
     calls.clear()
     thread._catch_up()  # nothing new: nothing handled twice
-    assert [c for c in calls if c.ids[0].startswith("stamp:")] == []
+    assert [i for c in calls for i in c.ids if i.startswith("stamp:")] == []
 
 
 def test_a_stamp_heard_on_the_wire_is_not_handled_again_by_catch_up(
@@ -196,3 +195,35 @@ def test_a_revoke_kept_for_later_is_not_marked_seen() -> None:
         assert calls == [[task_id], [task_id]]
     finally:
         state.revoked.discard(task_id)
+
+
+def test_catch_up_looks_the_workers_revoked_ids_up_in_chunks_not_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker may know tens of thousands of revoked ids: one store round trip per chunk."""
+    monkeypatch.setattr("pictify_tasks.revoke.listener.CATCH_UP_CHUNK", 3)
+    asked: list[list[str]] = []
+
+    class CountingStore(MemoryStore):
+        def revoke_ids(self, ids: list[str], scope: Scope, ttl: int | None) -> RevokedWork:
+            asked.append(list(ids))
+            return super().revoke_ids(ids, scope, ttl)
+
+    store, publisher = CountingStore(), RecordingPublisher()
+    missed = [f"missed-{uuid.uuid4().hex}" for _ in range(5)]
+    for task_id in missed:
+        store.link_batch(f"batch-{task_id}", BatchLinks(frozenset(), frozenset({task_id})), 3600)
+    fanout = memory_fanout(store, publisher)
+    thread = _ListenerThread(Celery("catch-up", set_as_current=False), "node", fanout.handle_revoke)
+    for task_id in missed:
+        state.revoked.add(task_id)
+    try:
+        thread._catch_up()
+    finally:
+        for task_id in missed:
+            state.revoked.discard(task_id)
+    ours = [[i for i in ids if i in missed] for ids in asked]
+    assert [ids for ids in ours if ids] == [missed[:3], missed[3:]]
+    published = sorted(b for call in publisher.calls for b in call)
+    assert published == sorted(f"batch-{i}" for i in missed)
+    assert publisher.wanted[0].reason == f"catch-up: {missed[0]} and 2 more"

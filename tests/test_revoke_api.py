@@ -122,6 +122,18 @@ def test_track_batch_after_the_workflow_was_revoked_enqueues_a_cancel(
     assert enqueued == [["batch-1"]]
 
 
+def test_a_cancel_for_a_batch_linked_after_the_revoke_says_why_and_where(app: Celery) -> None:
+    """Like every cancel a revoke causes: ``revoked: <id>``, inside the revoked workflow."""
+    publisher = RecordingPublisher()
+    runtime_for(app).fanout.publisher = publisher
+    runtime_for(app).fanout.cancel_ids([A])
+    with running(app.tasks["proj.a"], id=B, root_id=A, parent_id=A):
+        pictify_tasks.track_batch("batch-1")
+    [wanted] = publisher.wanted
+    assert (wanted.batch_id, wanted.reason) == ("batch-1", f"revoked: {A}")
+    assert (wanted.root_id, wanted.parent_id) == (A, B)
+
+
 def test_track_batch_in_a_task_whose_root_was_revoked_enqueues_a_cancel(
     app: Celery, enqueued: list[list[str]]
 ) -> None:

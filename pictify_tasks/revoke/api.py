@@ -59,7 +59,11 @@ def track_batch(
             batch_id,
             ", ".join(revoked),
         )
-        runtime.fanout.enqueue([batch_id])
+        runtime.fanout.enqueue(
+            [batch_id],
+            reason=f"revoked: {revoked[0]}",
+            origins={batch_id: (links.root_id, links.started_by)},
+        )
     return links
 
 

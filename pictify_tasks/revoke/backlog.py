@@ -64,7 +64,13 @@ class Backlog:
             return len(self._items)
 
     def keep(self, what: str, action: Callable[[], object], *, keep_for: float) -> None:
-        """Keep ``action`` to run again, for at most ``keep_for`` seconds (``what`` names it)."""
+        """Keep ``action`` to run again, for at most ``keep_for`` seconds (``what`` names it).
+
+        After :meth:`drain` nothing runs it any more: it is logged as lost at once.
+        """
+        if self._stopping.is_set():
+            logger.error("pictify-tasks: %s not done before the worker stopped: lost", what)
+            return
         with self._cond:
             if self._pid != os.getpid():
                 # Forked: what is kept belongs to the parent, which does it.

@@ -206,6 +206,19 @@ class Fanout:
             executor = self._executor
         executor.submit(_run_logged, function, *args, **kwargs)
 
+    def drain(self) -> None:
+        """At worker shutdown: finish what the background thread was handed, then the backlog.
+
+        A revoke a signal handed over just before shutdown is done (or kept)
+        first, so the backlog's last try covers it too.
+        """
+        with self._lock:
+            executor = self._executor if self._executor_pid == os.getpid() else None
+            self._executor = None
+        if executor is not None:
+            executor.shutdown(wait=True)
+        self.backlog.drain()
+
     def _publish_or_keep(self, publish: Callable[[], None], what: str) -> None:
         try:
             publish()

@@ -38,6 +38,8 @@ REVOKE_METHODS = frozenset({"revoke", "revoke_by_stamped_headers", "terminate"})
 _FIRST_RECONNECT_DELAY = 0.5
 _MAX_RECONNECT_DELAY = 10.0
 _SEEN_LIMIT = 10_000
+#: How many of the worker's revoked ids the catch-up hands over at once (one store round trip).
+CATCH_UP_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -212,12 +214,19 @@ class _ListenerThread(threading.Thread):
                     connection.heartbeat_check()
 
     def _catch_up(self) -> None:
+        """Hand the unseen ids over in chunks: one store round trip each, not one per id.
+
+        A worker may know tens of thousands of revoked ids (``--statedb``),
+        and this runs before the thread reads its next broadcast.
+        """
         known = dict(_worker_revoked())
-        for link_id in self._seen.unseen(known):
-            with logged_not_raised(logger, f"catching up on {known[link_id]}"):
-                reason = f"catch-up: {known[link_id]}"
-                if self._on_notice([link_id], Scope.TASK, False, reason):
-                    self._seen.add([link_id])
+        unseen = self._seen.unseen(known)
+        for start in range(0, len(unseen), CATCH_UP_CHUNK):
+            chunk = unseen[start : start + CATCH_UP_CHUNK]
+            what = known[chunk[0]] + (f" and {len(chunk) - 1} more" if len(chunk) > 1 else "")
+            with logged_not_raised(logger, f"catching up on {what}"):
+                if self._on_notice(chunk, Scope.TASK, False, f"catch-up: {what}"):
+                    self._seen.add(chunk)
 
     def _on_message(self, body: Any, message: Any) -> None:
         with logged_not_raised(logger, "reading a control message"):
