@@ -227,3 +227,12 @@ def test_catch_up_looks_the_workers_revoked_ids_up_in_chunks_not_one_by_one(
     published = sorted(b for call in publisher.calls for b in call)
     assert published == sorted(f"batch-{i}" for i in missed)
     assert publisher.wanted[0].reason == f"catch-up: {missed[0]} and 2 more"
+
+
+def test_the_listener_remembers_as_many_handled_ids_as_celery_keeps_revoked() -> None:
+    """Fewer, and every reconnect's catch-up hands the worker's oldest revoked ids over again."""
+    from celery.worker import state
+
+    from pictify_tasks.revoke import listener
+
+    assert listener._SEEN_LIMIT >= state.REVOKES_MAX

@@ -37,7 +37,9 @@ logger = logging.getLogger("pictify_tasks.listener")
 REVOKE_METHODS = frozenset({"revoke", "revoke_by_stamped_headers", "terminate"})
 _FIRST_RECONNECT_DELAY = 0.5
 _MAX_RECONNECT_DELAY = 10.0
-_SEEN_LIMIT = 10_000
+#: As many handled ids as Celery keeps revoked ones: fewer, and every reconnect's
+#: catch-up would hand the oldest of the worker's revoked ids over again.
+_SEEN_LIMIT = 50_000  # celery.worker.state.REVOKES_MAX
 #: How many of the worker's revoked ids the catch-up hands over at once (one store round trip).
 CATCH_UP_CHUNK = 1000
 
