@@ -244,7 +244,9 @@ class _Watchdog:
             while self._heap and self._heap[0][2].done:
                 heapq.heappop(self._heap)
             heapq.heappush(self._heap, (at, next(self._order), watch))
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
+                # Also when an earlier start failed ("can't start new thread"): a
+                # thread that never ran must not leave every later call unwatched.
                 self._thread = threading.Thread(
                     target=self._run, name="pictify-transport-watchdog", daemon=True
                 )

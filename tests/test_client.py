@@ -560,6 +560,24 @@ def test_a_socket_that_cannot_be_shut_does_not_stop_the_watchdog(
     assert "could not end a late call" in caplog.text
 
 
+def test_a_watchdog_thread_that_could_not_start_is_started_by_the_next_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Refused(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    watchdog = transport._Watchdog()
+    monkeypatch.setattr(transport.threading, "Thread", Refused)
+    with pytest.raises(RuntimeError):
+        watchdog.watch(transport._Watch(60.0), time.monotonic() + 60)
+    monkeypatch.undo()
+    soon, soon_socket = transport._Watch(0.05), _Socket()
+    soon.attach(types.SimpleNamespace(sock=soon_socket))
+    watchdog.watch(soon, soon.deadline)
+    assert soon_socket.shut.wait(10)
+
+
 def test_the_watchdog_keeps_only_the_calls_in_flight(
     client: PictifyClient, emulator: PictifyEmulator
 ) -> None:
