@@ -27,7 +27,6 @@ from pictify_tasks.cli_support import (
     broker_view,
     cli_errors,
     ledger_view,
-    settings_view,
     store_view,
 )
 from pictify_tasks.ids import validate_id
@@ -297,7 +296,8 @@ def check() -> None:
     app = _app()
     runtime = _runtime()
     report = Report()
-    shown = report.run("configuration", lambda: settings_view(runtime.reload()))
+    # The line a worker logs at start: an operator compares the two.
+    shown = report.run("configuration", lambda: runtime.reload().describe())
     if shown is None:
         report.exit()  # nothing else can be checked without settings
     report.check(

@@ -22,7 +22,6 @@ from pictify_tasks.errors import (
     InvalidBatchIdError,
     PictifyError,
 )
-from pictify_tasks.redaction import key_hint
 from pictify_tasks.revoke.links import Scope
 from pictify_tasks.settings import PictifySettings, _safe_url
 from pictify_tasks.store import MemoryStore, StateStore, StateStoreError
@@ -131,16 +130,6 @@ class Report:
 
 
 # -- views: what the commands print, as plain data --------------------------------------
-
-
-def settings_view(settings: PictifySettings) -> str:
-    """The settings an operator checks first; never the key, only its kind and last 4."""
-    state = _safe_url(settings.state_url) if settings.state_url else "(process memory)"
-    return (
-        f"base URL {settings.base_url}, state store {state} (prefix {settings.state_prefix}), "
-        f"revoke scope {settings.revoke_scope}, listener "
-        f"{'on' if settings.revoke_listener else 'off'}, key {key_hint(settings.api_key)}"
-    )
 
 
 def api_view(client: PictifyClient, batch_id: str, *, check: bool = False) -> Any:

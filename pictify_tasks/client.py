@@ -97,10 +97,10 @@ class PictifyClient:
     is only cut by ``requests``' own per-read timeout.
 
     ``on_response`` is called with the status and :class:`RateLimitInfo` of
-    every answer the API (or a proxy) gives, before the answer is read: that
-    is how a rate limiter shared by many processes learns the API's view of
-    the budget. An observer that raises is logged and ignored; the request's
-    outcome never depends on it.
+    every answer the API (or a proxy) gives, once its body is read and before
+    it becomes a result or an error: that is how a rate limiter shared by
+    many processes learns the API's view of the budget. An observer that
+    raises is logged and ignored; the request's outcome never depends on it.
     """
 
     def __init__(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import math
 import os
 import socket
@@ -51,6 +52,8 @@ Timeout = Union[float, tuple[float, float]]
 _CHUNK = 64 * 1024
 #: How soon a watchdog that found no socket to shut looks again.
 _RECHECK = 0.05
+
+logger = logging.getLogger("pictify_tasks.transport")
 
 
 class CallTimedOut(Exception):
@@ -241,7 +244,9 @@ class _Watchdog:
             while self._heap and self._heap[0][2].done:
                 heapq.heappop(self._heap)
             heapq.heappush(self._heap, (at, next(self._order), watch))
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
+                # Also when an earlier start failed ("can't start new thread"): a
+                # thread that never ran must not leave every later call unwatched.
                 self._thread = threading.Thread(
                     target=self._run, name="pictify-transport-watchdog", daemon=True
                 )
@@ -253,7 +258,14 @@ class _Watchdog:
         while True:
             with self._cond:
                 watch = self._next_due()
-            again = watch.fire()
+            try:
+                again = watch.fire()
+            except Exception:
+                # One socket that cannot be shut must not end the thread, and with it
+                # the deadline of every later call in this process. The call itself
+                # still ends as timed out (it is marked fired), when its reads end.
+                logger.exception("the transport watchdog could not end a late call")
+                continue
             if again is not None:
                 self.watch(watch, again)
 

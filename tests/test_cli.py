@@ -273,10 +273,10 @@ def test_cancel_workflow_cancels_the_running_batches(
 
 def test_check_passes_on_a_good_setup(app: Celery, emulator: PictifyEmulator) -> None:
     result = run(app, "check")
-    expect(result, ExitCode.OK, "ok    configuration: base URL http://127.0.0.1:")
+    expect(result, ExitCode.OK, "ok    configuration: base_url=http://127.0.0.1:")
     expect(result, ExitCode.OK, "ok    api:", "accepted the key", "ok    broker: memory://")
     assert emulator.api_key not in result.output
-    assert f"key pk_test_***{emulator.api_key[-4:]}" in result.output
+    assert f"key=pk_test_***{emulator.api_key[-4:]}" in result.output
 
 
 @pytest.mark.parametrize(

@@ -533,6 +533,51 @@ def test_a_call_with_a_sooner_deadline_wakes_the_sleeping_watchdog() -> None:
         soon.stop()
 
 
+class _UnshutSocket:
+    """A TLS socket whose ``shutdown`` takes no ``how`` (urllib3 1.26's pyOpenSSL wrapper)."""
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_a_socket_that_cannot_be_shut_does_not_stop_the_watchdog(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every later call of the process would run unbounded, and nothing would say so."""
+    broken, later = transport._Watch(0.01), transport._Watch(0.05)
+    later_socket = _Socket()
+    broken.attach(types.SimpleNamespace(sock=_UnshutSocket()))
+    later.attach(types.SimpleNamespace(sock=later_socket))
+    with caplog.at_level(logging.ERROR, logger="pictify_tasks.transport"):
+        broken.start()
+        later.start()
+        try:
+            assert later_socket.shut.wait(10)
+        finally:
+            broken.stop()
+            later.stop()
+    assert broken.fired  # its call ends as timed out
+    assert "could not end a late call" in caplog.text
+
+
+def test_a_watchdog_thread_that_could_not_start_is_started_by_the_next_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Refused(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    watchdog = transport._Watchdog()
+    monkeypatch.setattr(transport.threading, "Thread", Refused)
+    with pytest.raises(RuntimeError):
+        watchdog.watch(transport._Watch(60.0), time.monotonic() + 60)
+    monkeypatch.undo()
+    soon, soon_socket = transport._Watch(0.05), _Socket()
+    soon.attach(types.SimpleNamespace(sock=soon_socket))
+    watchdog.watch(soon, soon.deadline)
+    assert soon_socket.shut.wait(10)
+
+
 def test_the_watchdog_keeps_only_the_calls_in_flight(
     client: PictifyClient, emulator: PictifyEmulator
 ) -> None:

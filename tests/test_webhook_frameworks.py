@@ -173,3 +173,13 @@ def test_the_asgi_app(celery_app: Celery) -> None:
     assert heard(celery_app)
     stale = {**headers, "X-Pictify-Signature": sign(body, SECRET, int(time.time()) - 600)}
     assert asgi_call(app, "POST", body, stale)[0] == 401
+    assert asgi_call(app, "GET", b"", {})[0] == 405
+
+
+def test_the_asgi_app_refuses_a_body_over_the_limit(celery_app: Celery) -> None:
+    from pictify_tasks.webhooks.asgi import asgi_app
+
+    body, headers = delivery()
+    huge = body + b" " * MAX_BODY  # signed or not, too large to be a delivery
+    assert asgi_call(asgi_app(celery_app), "POST", huge, headers)[0] == 413
+    assert not heard(celery_app)
