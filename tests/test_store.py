@@ -214,6 +214,21 @@ def test_a_freshly_wanted_cancel_is_not_stale(store: StateStore) -> None:
     assert store.take_stale_wanted(time.time() - 60, time.time(), 10) == []
 
 
+def test_a_taken_deadline_is_a_wanted_cancel_until_its_task_is_published(
+    store: StateStore,
+) -> None:
+    """A sweeper killed between taking a deadline and publishing its cancel loses nothing."""
+    now = time.time()
+    store.set_deadline("late", now - 1, 3600)
+    store.set_deadline("early", now + 3600, 3600)
+    assert store.take_due_deadlines(now, 10) == ["late"]
+    assert store.take_due_deadlines(now, 10) == []  # taken once
+    assert store.take_stale_wanted(now - 60, now, 10) == []  # a fresh want, as if just sent
+    # Nothing published it: an interval later the sweep finds it wanted, with no task on it.
+    stale = store.take_stale_wanted(now + 1, now + 60, 10)
+    assert [(w.batch_id, w.asked_at) for w in stale] == [("late", now)]
+
+
 def test_one_sweeper_at_a_time(store: StateStore) -> None:
     assert store.claim_sweep("worker-a", 30)
     assert not store.claim_sweep("worker-b", 30)

@@ -46,6 +46,10 @@ __all__ = [
 
 #: What a link entry names when it is a start, not a batch ("/" is never in an id).
 START_PREFIX = "start/"
+#: A deadline's cancel as wanted by :meth:`StateStore.take_due_deadlines` (until published).
+DEADLINE_REASON = "max_runtime: the batch ran past its deadline"
+#: How long that want is kept: ``pictify_cancel_deadline``'s default, and an hour more.
+DEADLINE_WANTED_TTL = 7200
 
 
 class StateStoreError(PictifyError):
@@ -225,8 +229,15 @@ class StateStore(BatchEnds, abc.ABC):
         """Cancel the batch at wall time ``at`` if it is still running (``max_runtime``)."""
 
     @abc.abstractmethod
-    def take_due_deadlines(self, now: float, limit: int) -> list[str]:
-        """Batches whose deadline has passed, taken off the list (several round trips)."""
+    def take_due_deadlines(
+        self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
+    ) -> list[str]:
+        """Batches whose deadline has passed, taken off the list (two round trips).
+
+        In the same round trip as the take, each becomes a cancel wanted since
+        ``now`` (kept ``wanted_ttl``): if its task is never published (the
+        sweeper killed in between), the next sweep re-sends it.
+        """
 
     @abc.abstractmethod
     def take_stale_wanted(self, before: float, now: float, limit: int) -> list[WantedCancel]:

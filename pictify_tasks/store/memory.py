@@ -15,6 +15,8 @@ from typing import Any, Callable
 from pictify_tasks.limiter import LimiterConfig, LimiterState, MemoryLimiter, StoreLimiter
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store.base import (
+    DEADLINE_REASON,
+    DEADLINE_WANTED_TTL,
     START_PREFIX,
     CancelBegin,
     CancelState,
@@ -113,11 +115,7 @@ class MemoryStore(StateStore):
 
     def want_cancels(self, wanted: Sequence[WantedCancel], ttl: int) -> None:
         with self._lock:
-            for item in wanted:
-                first = self._wanted.get(item.batch_id)
-                asked_at = first.asked_at if first is not None else item.asked_at
-                self._wanted.set(item.batch_id, dataclasses.replace(item, asked_at=asked_at), ttl)
-                self._sent[item.batch_id] = time.time()  # when last sent
+            self._want(wanted, ttl, time.time())
 
     def begin_cancel(
         self, batch_id: str, owner: str, lease_seconds: float, asked_at: float
@@ -202,12 +200,16 @@ class MemoryStore(StateStore):
         with self._lock:
             self._deadlines[batch_id] = at
 
-    def take_due_deadlines(self, now: float, limit: int) -> list[str]:
+    def take_due_deadlines(
+        self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
+    ) -> list[str]:
         with self._lock:
             due = sorted((at, b) for b, at in self._deadlines.items() if at <= now)[:limit]
-            for _, batch_id in due:
+            taken = [batch_id for _, batch_id in due]
+            for batch_id in taken:
                 del self._deadlines[batch_id]
-            return [batch_id for _, batch_id in due]
+            self._want([WantedCancel(b, now, DEADLINE_REASON) for b in taken], wanted_ttl, now)
+            return taken
 
     def claim_sweep(self, owner: str, seconds: float) -> bool:
         with self._lock:
@@ -328,6 +330,14 @@ class MemoryStore(StateStore):
         return MemoryLimiter(state, lock, config)
 
     # -- plumbing (the lock is held) -----------------------------------------------------
+
+    def _want(self, wanted: Sequence[WantedCancel], ttl: int, sent: float) -> None:
+        """Record cancels as wanted (the first ask kept), last sent at ``sent``."""
+        for item in wanted:
+            first = self._wanted.get(item.batch_id)
+            asked_at = first.asked_at if first is not None else item.asked_at
+            self._wanted.set(item.batch_id, dataclasses.replace(item, asked_at=asked_at), ttl)
+            self._sent[item.batch_id] = sent
 
     def _link(self, entry: str, links: BatchLinks, ttl: int, *, replace: str | None) -> list[str]:
         pairs = [(str(scope), link_id) for scope, link_id in links.pairs()]

@@ -11,7 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from pictify_tasks.revoke.links import Scope
-from pictify_tasks.store.base import Linked, read_link_value
+from pictify_tasks.store.base import (
+    DEADLINE_REASON,
+    DEADLINE_WANTED_TTL,
+    Linked,
+    read_link_value,
+)
 from pictify_tasks.store.records import WantedCancel
 from pictify_tasks.store.redis_keys import RedisKeys, text, transient
 
@@ -23,7 +28,13 @@ class RedisUpkeep(RedisKeys):
 
     @transient
     def want_cancels(self, wanted: Sequence[WantedCancel], ttl: int) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        if wanted:
+            pipe = self._redis.pipeline(transaction=False)
+            self._want(pipe, wanted, ttl, time.time())  # the index orders by when last sent
+            pipe.execute()
+
+    def _want(self, pipe: Any, wanted: Sequence[WantedCancel], ttl: int, sent: float) -> None:
+        """Queue the records of cancels wanted (the first ask kept), sent at ``sent``."""
         for item in wanted:
             key = self.batch_key(item.batch_id, "wanted")
             pipe.hsetnx(key, "asked_at", repr(item.asked_at))
@@ -34,11 +45,8 @@ class RedisUpkeep(RedisKeys):
             }
             pipe.hset(key, mapping=fields)
             pipe.expire(key, int(ttl))
-        if wanted:
-            sent = time.time()  # the index orders by when each was last sent
-            pipe.zadd(self._wanted_index(), {w.batch_id: sent for w in wanted})
-            pipe.expire(self._wanted_index(), int(ttl))
-            pipe.execute()
+        pipe.zadd(self._wanted_index(), {w.batch_id: sent for w in wanted})
+        pipe.expire(self._wanted_index(), int(ttl))
 
     @transient
     def note_progress(self, batch_id: str, completed: int, total: int, ttl: int) -> None:
@@ -56,11 +64,16 @@ class RedisUpkeep(RedisKeys):
         pipe.execute()
 
     @transient
-    def take_due_deadlines(self, now: float, limit: int) -> list[str]:
+    def take_due_deadlines(
+        self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
+    ) -> list[str]:
         index = self._deadlines()
         due = [text(m) for m in self._redis.zrangebyscore(index, "-inf", now, 0, limit)]
         if due:
-            self._redis.zrem(index, *due)
+            pipe = self._redis.pipeline(transaction=False)
+            self._want(pipe, [WantedCancel(b, now, DEADLINE_REASON) for b in due], wanted_ttl, now)
+            pipe.zrem(index, *due)
+            pipe.execute()
         return due
 
     @transient
