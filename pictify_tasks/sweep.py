@@ -36,9 +36,16 @@ def sweep_once(runtime: Runtime, owner: str, *, now: float | None = None) -> lis
     # The lock lives a little less than an interval, so the next sweep (by anyone) is free.
     if not store.claim_sweep(owner, interval * 0.9):
         return []
-    due = store.take_due_deadlines(now, SWEEP_LIMIT)
-    for batch_id in due:
-        runtime.fanout.enqueue([batch_id], reason=f"max_runtime: {batch_id} ran past its deadline")
+    # Taken and recorded as wanted in one go: publishing is all that is left (the next
+    # sweep re-sends any this one does not get out).
+    due = store.take_due_deadlines(now, SWEEP_LIMIT, runtime.settings.wanted_ttl)
+    if due:
+        logger.info(
+            "pictify-tasks sweep: cancelling %d batch(es) past max_runtime: %s",
+            len(due),
+            [w.batch_id for w in due],
+        )
+        runtime.fanout.publisher.publish(due)
     stale = store.take_stale_wanted(now - interval, now, SWEEP_LIMIT)
     if stale:
         logger.warning(

@@ -221,12 +221,13 @@ def test_a_taken_deadline_is_a_wanted_cancel_until_its_task_is_published(
     now = time.time()
     store.set_deadline("late", now - 1, 3600)
     store.set_deadline("early", now + 3600, 3600)
-    assert store.take_due_deadlines(now, 10) == ["late"]
+    [taken] = store.take_due_deadlines(now, 10)
+    assert (taken.batch_id, taken.reason) == ("late", "max_runtime: late ran past its deadline")
     assert store.take_due_deadlines(now, 10) == []  # taken once
     assert store.take_stale_wanted(now - 60, now, 10) == []  # a fresh want, as if just sent
     # Nothing published it: an interval later the sweep finds it wanted, with no task on it.
     stale = store.take_stale_wanted(now + 1, now + 60, 10)
-    assert [(w.batch_id, w.asked_at) for w in stale] == [("late", now)]
+    assert [(w.batch_id, w.asked_at, w.reason) for w in stale] == [("late", now, taken.reason)]
 
 
 def test_one_sweeper_at_a_time(store: StateStore) -> None:

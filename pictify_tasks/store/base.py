@@ -46,10 +46,14 @@ __all__ = [
 
 #: What a link entry names when it is a start, not a batch ("/" is never in an id).
 START_PREFIX = "start/"
-#: A deadline's cancel as wanted by :meth:`StateStore.take_due_deadlines` (until published).
-DEADLINE_REASON = "max_runtime: the batch ran past its deadline"
-#: How long that want is kept: ``pictify_cancel_deadline``'s default, and an hour more.
+#: How long a deadline's wanted cancel is kept by default: ``pictify_cancel_deadline``'s
+#: default, and an hour more (the sweep passes ``wanted_ttl`` from the settings).
 DEADLINE_WANTED_TTL = 7200
+
+
+def deadline_cancel(batch_id: str, now: float) -> WantedCancel:
+    """The cancel of a batch whose ``max_runtime`` deadline passed, as the sweep takes it."""
+    return WantedCancel(batch_id, now, f"max_runtime: {batch_id} ran past its deadline")
 
 
 class StateStoreError(PictifyError):
@@ -231,12 +235,12 @@ class StateStore(BatchEnds, abc.ABC):
     @abc.abstractmethod
     def take_due_deadlines(
         self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
-    ) -> list[str]:
-        """Batches whose deadline has passed, taken off the list (two round trips).
+    ) -> list[WantedCancel]:
+        """The cancels of batches whose deadline has passed, taken off the list (two round trips).
 
-        In the same round trip as the take, each becomes a cancel wanted since
-        ``now`` (kept ``wanted_ttl``): if its task is never published (the
-        sweeper killed in between), the next sweep re-sends it.
+        In the same round trip as the take, each is recorded as a cancel wanted
+        since ``now`` (kept ``wanted_ttl``): the caller only publishes them, and
+        if it never does (the sweeper killed in between), the next sweep re-sends them.
         """
 
     @abc.abstractmethod

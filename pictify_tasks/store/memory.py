@@ -15,7 +15,6 @@ from typing import Any, Callable
 from pictify_tasks.limiter import LimiterConfig, LimiterState, MemoryLimiter, StoreLimiter
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store.base import (
-    DEADLINE_REASON,
     DEADLINE_WANTED_TTL,
     START_PREFIX,
     CancelBegin,
@@ -23,6 +22,7 @@ from pictify_tasks.store.base import (
     Linked,
     RevokedWork,
     StateStore,
+    deadline_cancel,
     link_value,
     read_link_value,
     revoked_work,
@@ -202,14 +202,14 @@ class MemoryStore(StateStore):
 
     def take_due_deadlines(
         self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
-    ) -> list[str]:
+    ) -> list[WantedCancel]:
         with self._lock:
             due = sorted((at, b) for b, at in self._deadlines.items() if at <= now)[:limit]
-            taken = [batch_id for _, batch_id in due]
-            for batch_id in taken:
-                del self._deadlines[batch_id]
-            self._want([WantedCancel(b, now, DEADLINE_REASON) for b in taken], wanted_ttl, now)
-            return taken
+            cancels = [deadline_cancel(batch_id, now) for _, batch_id in due]
+            for cancel in cancels:
+                del self._deadlines[cancel.batch_id]
+            self._want(cancels, wanted_ttl, now)
+            return cancels
 
     def claim_sweep(self, owner: str, seconds: float) -> bool:
         with self._lock:

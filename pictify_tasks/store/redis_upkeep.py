@@ -12,9 +12,9 @@ from typing import Any
 
 from pictify_tasks.revoke.links import Scope
 from pictify_tasks.store.base import (
-    DEADLINE_REASON,
     DEADLINE_WANTED_TTL,
     Linked,
+    deadline_cancel,
     read_link_value,
 )
 from pictify_tasks.store.records import WantedCancel
@@ -66,15 +66,16 @@ class RedisUpkeep(RedisKeys):
     @transient
     def take_due_deadlines(
         self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
-    ) -> list[str]:
+    ) -> list[WantedCancel]:
         index = self._deadlines()
         due = [text(m) for m in self._redis.zrangebyscore(index, "-inf", now, 0, limit)]
+        cancels = [deadline_cancel(batch_id, now) for batch_id in due]
         if due:
             pipe = self._redis.pipeline(transaction=False)
-            self._want(pipe, [WantedCancel(b, now, DEADLINE_REASON) for b in due], wanted_ttl, now)
+            self._want(pipe, cancels, wanted_ttl, now)
             pipe.zrem(index, *due)
             pipe.execute()
-        return due
+        return cancels
 
     @transient
     def claim_sweep(self, owner: str, seconds: float) -> bool:
