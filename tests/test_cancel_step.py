@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any, Union
 
@@ -71,19 +72,26 @@ def _decision(  # type: ignore[no-untyped-def]
     deadline: float = 3600.0,
     waits: int = 0,
 ):
+    policy = RetryPolicy(
+        max_attempts=max_attempts, backoff_base=1.0, backoff_max=10.0, deadline=deadline
+    )
+    context = _context(store, client, policy=policy, asked_at=asked_at, now=lambda: now)
+    return cancel_step("b1", owner, context, waits=waits)
+
+
+def _context(store: StateStore, client: StubClient, **changes: Any) -> CancelContext:
+    """A cancel context over ``store`` and ``client``, asked at ``ASKED``; ``changes`` replace."""
     context = CancelContext(
         store=store,
         client=lambda: client,  # type: ignore[arg-type,return-value]
-        policy=RetryPolicy(
-            max_attempts=max_attempts, backoff_base=1.0, backoff_max=10.0, deadline=deadline
-        ),
+        policy=RetryPolicy(),
         lease_seconds=30,
         ttl=3600,
-        asked_at=asked_at,
-        now=lambda: now,
+        asked_at=ASKED,
+        now=lambda: ASKED + 1,
         rand=lambda: 0.5,
     )
-    return cancel_step("b1", owner, context, waits=waits)
+    return dataclasses.replace(context, **changes)
 
 
 def test_success_is_recorded_and_later_calls_make_no_request() -> None:
@@ -314,16 +322,7 @@ class Rationed:
 
 def test_a_cancel_waits_for_a_token_without_spending_an_attempt() -> None:
     store, client, limiter = MemoryStore(), StubClient([CANCELLED]), Rationed(waits=2)
-    context = CancelContext(
-        store=store,
-        client=lambda: client,  # type: ignore[arg-type,return-value]
-        policy=RetryPolicy(),
-        lease_seconds=30,
-        ttl=3600,
-        asked_at=ASKED,
-        limiter=limiter,
-        now=lambda: ASKED + 1,
-    )
+    context = _context(store, client, limiter=limiter)
     for _ in range(2):
         decision = cancel_step("b1", "task-a", context)
         assert decision == RetryLater(countdown=1.5)
@@ -343,16 +342,8 @@ class LimiterDown:
 
 
 def _limited_step(store: StateStore, client: StubClient, limiter: object, now: float) -> object:
-    context = CancelContext(
-        store=store,
-        client=lambda: client,  # type: ignore[arg-type,return-value]
-        policy=RetryPolicy(deadline=60.0),
-        lease_seconds=30,
-        ttl=3600,
-        asked_at=ASKED,
-        limiter=limiter,  # type: ignore[arg-type]
-        now=lambda: now,
-        rand=lambda: 0.5,
+    context = _context(
+        store, client, policy=RetryPolicy(deadline=60.0), limiter=limiter, now=lambda: now
     )
     return _unwrap(cancel_step("b1", "task-a", context))
 
@@ -383,16 +374,7 @@ def test_a_token_wait_keeps_the_lease_for_the_whole_wait() -> None:
     """keep_lease: a duplicate asking during a wait longer than the lease waits too."""
     clock = [0.0]
     store, client = MemoryStore(clock=lambda: clock[0]), StubClient([CANCELLED])
-    context = CancelContext(
-        store=store,
-        client=lambda: client,  # type: ignore[arg-type,return-value]
-        policy=RetryPolicy(),
-        lease_seconds=5,
-        ttl=3600,
-        asked_at=ASKED,
-        limiter=Rationed(waits=1, wait=60.0),
-        now=lambda: ASKED + 1,
-    )
+    context = _context(store, client, lease_seconds=5, limiter=Rationed(waits=1, wait=60.0))
     assert cancel_step("b1", "task-a", context) == RetryLater(countdown=60.0)
     clock[0] = 30.0  # the 5 s lease alone would have ended long ago
     duplicate = store.begin_cancel("b1", "task-b", 5, ASKED)

@@ -140,6 +140,47 @@ def test_a_start_whose_token_comes_after_the_deadline_fails_for_good(
     assert emulator.requests_matching("POST", "/batch-render") == []
 
 
+class WaitsFirst(Limiter):
+    """A limiter that makes the first ``waits`` requests wait a moment, then lets all go."""
+
+    def __init__(self, waits: int) -> None:
+        super().__init__()
+        self.waits = waits
+
+    def acquire(self, priority: Priority) -> float:
+        self.waits -= 1
+        return 0.01 if self.waits >= 0 else 0.0
+
+
+def test_the_attempt_cap_counts_requests_not_a_store_that_did_not_answer(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    """Cap 2: the replay that met a 503 is sent again, though the store's trouble came first."""
+    app.conf.pictify_cancel_max_attempts = 2
+    runtime_for(app).reload()
+    store = StoreDownAtFirst(times=1)
+    use_store(app, store)
+    record_start(store, "start-1", [{"name": "Ada"}])
+    emulator.inject(status=503, times=1, path_contains="/batch-render")
+    result = app.tasks["pictify.cancel_start"].delay("start-1").get()
+    assert result["outcome"] == "cancelled"
+    starts = emulator.requests_matching("POST", "/batch-render")
+    assert [r.status for r in starts] == [503, 202]
+
+
+def test_the_attempt_cap_counts_requests_not_waits_for_a_token(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    """Cap 2: a start that waited for its token still gets its second request after a 503."""
+    app.conf.pictify_cancel_max_attempts = 2
+    runtime_for(app).reload()
+    runtime_for(app)._limiter = WaitsFirst(waits=1)
+    emulator.inject(status=503, times=1, path_contains="/batch-render")
+    batch_id = app.tasks["pictify.start_batch"].delay("tpl_cards", [{"name": "Ada"}]).get()
+    assert batch_id in emulator.batches()
+    assert [r.status for r in emulator.requests_matching("POST", "/batch-render")] == [503, 202]
+
+
 def test_a_cancel_that_lags_is_confirmed_by_a_new_request(
     app: Celery, emulator: PictifyEmulator
 ) -> None:

@@ -21,6 +21,7 @@ from celery.exceptions import Ignore, Reject
 from pictify_tasks._runtime import Runtime, runtime_for
 from pictify_tasks.names import ASKED_AT_HEADER
 from pictify_tasks.ratelimit import Priority
+from pictify_tasks.store.base import StateStoreError
 
 __all__ = [
     "EagerComeBack",
@@ -29,9 +30,14 @@ __all__ = [
     "asked_at",
     "header",
     "run_eagerly_in_a_loop",
+    "set_header",
 ]
 
 logger = logging.getLogger("pictify_tasks.tasks")
+
+#: Header of a retried task: how many of its API requests failed. The attempt
+#: cap (``pictify_cancel_max_attempts``) counts these, not its waits.
+ATTEMPTS_HEADER = "pictify_attempts"
 
 
 @functools.cache
@@ -83,12 +89,24 @@ class PictifyTask(Task):  # type: ignore[misc]
     def runtime(self) -> Runtime:
         return runtime_for(self.app)
 
-    def retry_within_deadline(self, error: Exception, *, attempt: int | None = None) -> NoReturn:
-        """Retry after ``error`` as the policy says, or raise it when the budget is spent."""
-        attempt = (self.request.retries or 0) + 1 if attempt is None else attempt
+    def retry_within_deadline(self, error: Exception) -> NoReturn:
+        """Retry after ``error`` as the policy says, or raise it when the budget is spent.
+
+        The attempt cap counts the task's failed API requests (a header its
+        retries carry), as a cancel's ledger does: a wait for a token or a
+        store that did not answer is no attempt (the store's trouble backs off
+        with each run, bounded by the deadline alone).
+        """
+        failed = _failed_requests(self.request)
+        if isinstance(error, StateStoreError):
+            attempt = (self.request.retries or 0) + 1
+        else:
+            failed += 1
+            attempt = failed
         wait = self.runtime.policy.next_wait(error, attempt, time.time() - asked_at(self.request))
         if wait is None:
             raise error
+        set_header(self.request, ATTEMPTS_HEADER, failed)
         self.come_back(wait, error=error)
 
     def wait_for_token(self, priority: Priority, *, within_deadline: bool = True) -> None:
@@ -200,6 +218,21 @@ def header(request: Any, name: str) -> Any:
         if isinstance(headers, dict):
             value = headers.get(name)
     return value
+
+
+def set_header(request: Any, name: str, value: Any) -> None:
+    """Set a header of the running task's next message (see :meth:`PictifyTask.resent_headers`)."""
+    headers = getattr(request, "headers", None)
+    if isinstance(headers, dict):
+        headers[name] = value
+    else:
+        request.headers = {name: value}
+
+
+def _failed_requests(request: Any) -> int:
+    """How many of the running task's API requests failed before this run."""
+    value = header(request, ATTEMPTS_HEADER)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def asked_at(request: Any) -> float:

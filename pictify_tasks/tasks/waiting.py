@@ -23,7 +23,7 @@ from pictify_tasks.ratelimit import Priority
 from pictify_tasks.results import BatchProgress
 from pictify_tasks.revoke.links import links_from_request
 from pictify_tasks.store.base import StateStoreError
-from pictify_tasks.tasks.base import PictifyTask, asked_at, header
+from pictify_tasks.tasks.base import PictifyTask, asked_at, header, set_header
 from pictify_tasks.tasks.wake import WaitEnds
 
 __all__ = ["validate_wait_for_batch", "wait_for_batch_task"]
@@ -158,11 +158,7 @@ def _next_poll(request: Any, info: BatchInfo, poll_interval: float) -> float:
     current = ProgressSample.from_info(info, time.time())
     last = header(request, PROGRESS_HEADER)
     previous = ProgressSample(*last) if isinstance(last, list) and len(last) == 3 else None
-    headers = getattr(request, "headers", None)
-    if isinstance(headers, dict):
-        headers[PROGRESS_HEADER] = [current.completed, current.total, current.at]
-    else:
-        request.headers = {PROGRESS_HEADER: [current.completed, current.total, current.at]}
+    set_header(request, PROGRESS_HEADER, [current.completed, current.total, current.at])
     return next_poll_interval(
         previous, current, poll_interval=poll_interval, cap=max(poll_interval, POLL_CAP)
     )
