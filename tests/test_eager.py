@@ -10,8 +10,12 @@ import pytest
 from celery import Celery, chain
 
 import pictify_tasks
+from pictify_tasks._runtime import runtime_for
+from pictify_tasks.revoke.links import BatchLinks
+from pictify_tasks.store import MemoryStore, StateStoreError
+from pictify_tasks.store.records import StartMade
 from pictify_tasks.testing import PictifyEmulator
-from tests.fakes import cancelled_result, eager_app
+from tests.fakes import RecordingPublisher, cancelled_result, eager_app
 
 
 @pytest.fixture
@@ -86,3 +90,43 @@ def test_an_eager_wait_for_a_cancelled_batch_stops_the_chain(emulator: PictifyEm
     finally:
         pictify_tasks.uninstall(app)
     assert opted_out["status"] == "cancelled"
+
+
+class RevokedMeanwhile(MemoryStore):
+    """The workflow is revoked while the start's POST is on the wire."""
+
+    def finish_start(self, made: StartMade, links: BatchLinks, ttl: int) -> list[str]:
+        super().finish_start(made, links, ttl)
+        return [links.root_id or ""]
+
+
+def test_a_batch_started_after_its_workflow_was_revoked_is_cancelled_inside_it(
+    emulator: PictifyEmulator,
+) -> None:
+    """Its cancel says why and belongs to the workflow, like every revoke's cancel."""
+    app = eager_app(emulator)
+    runtime = runtime_for(app)
+    runtime._store = RevokedMeanwhile()
+    publisher = RecordingPublisher()
+    runtime.fanout.publisher = publisher
+    start = app.tasks["pictify.start_batch"]
+    batch_id = start.apply(("tpl_a", [{"name": "Ada"}]), task_id="start-1").get()
+    [wanted] = publisher.wanted
+    assert (wanted.batch_id, wanted.reason) == (batch_id, "revoked: start-1")
+    assert (wanted.root_id, wanted.parent_id) == ("start-1", "start-1")  # its own root, eagerly
+    pictify_tasks.uninstall(app)
+
+
+class CannotFinish(MemoryStore):
+    def finish_batch(self, batch_id: str, ttl: int) -> None:
+        raise StateStoreError("the state store did not answer")
+
+
+def test_a_wait_for_a_missing_batch_says_so_when_the_store_is_down(
+    emulator: PictifyEmulator,
+) -> None:
+    app = eager_app(emulator)
+    runtime_for(app)._store = CannotFinish()
+    with pytest.raises(pictify_tasks.BatchNotFoundError):
+        app.tasks["pictify.wait_for_batch"].apply(("batch_gone",)).get()
+    pictify_tasks.uninstall(app)

@@ -94,5 +94,9 @@ def start_batch_task(
             answer.batch_id,
             ", ".join(revoked),
         )
-        runtime.fanout.enqueue([answer.batch_id], reason=f"revoked: {revoked[0]}")
+        runtime.fanout.enqueue(
+            [answer.batch_id],
+            reason=f"revoked: {revoked[0]}",
+            origins={answer.batch_id: (links.root_id, links.started_by)},
+        )
     return answer.batch_id

@@ -112,8 +112,11 @@ def wait_for_batch_task(
             runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
             ends.claim(info)
     except BatchNotFoundError:
-        # Gone (or its results expired): nothing left to cancel either.
-        runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
+        # Gone (or its results expired): nothing left to cancel either. Marking its
+        # links is a courtesy (a later cancel is answered not_found): the store being
+        # down must not hide why the wait ended.
+        with contextlib.suppress(StateStoreError):
+            runtime.store.finish_batch(batch_id, runtime.settings.link_ttl)
         raise
     except PictifyError as error:
         if not error.retryable:
