@@ -16,6 +16,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from pictify_tasks.store import MemoryStore, RedisStore, StateStore
+from pictify_tasks.testing import PictifyEmulator
 from tests.workers import Setup, worker_setup
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -75,6 +76,13 @@ def real_redis(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def emulator() -> Iterator[PictifyEmulator]:
+    """An emulator of its own for each test, batches frozen (tests move them by hand)."""
+    with PictifyEmulator(items_per_second=0) as emulator:
+        yield emulator
 
 
 @pytest.fixture

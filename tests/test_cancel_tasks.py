@@ -47,12 +47,6 @@ class StoreDownAtFirst(MemoryStore):
 
 
 @pytest.fixture
-def emulator() -> Iterator[PictifyEmulator]:
-    with PictifyEmulator(items_per_second=0) as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def app(emulator: PictifyEmulator) -> Iterator[Celery]:
     app = eager_app(
         emulator,

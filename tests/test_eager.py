@@ -4,7 +4,6 @@ does on a worker (waits, retries, returns the same result), in a loop, never nes
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator
 
 import pytest
 from celery import Celery, chain
@@ -16,12 +15,6 @@ from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.records import StartMade
 from pictify_tasks.testing import PictifyEmulator
 from tests.fakes import RecordingPublisher, cancelled_result, eager_app
-
-
-@pytest.fixture
-def emulator() -> Iterator[PictifyEmulator]:
-    with PictifyEmulator(items_per_second=0) as emulator:
-        yield emulator
 
 
 def retrying_app(emulator: PictifyEmulator, *, propagates: bool = True) -> Celery:

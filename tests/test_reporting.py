@@ -20,12 +20,6 @@ from tests.fakes import eager_app
 
 
 @pytest.fixture
-def emulator() -> Iterator[PictifyEmulator]:
-    with PictifyEmulator(items_per_second=0) as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def app(emulator: PictifyEmulator) -> Iterator[Celery]:
     app = eager_app(
         emulator,
@@ -146,7 +140,9 @@ def test_an_auto_cancel_is_published_inside_the_revoked_workflow(emulator: Picti
     assert (headers["root_id"], headers["parent_id"]) == ("root-1", "start-1")
 
 
-def test_the_chain_continues_with_replayed_results(app: Celery, emulator: PictifyEmulator) -> None:
+def test_a_wait_in_a_chain_returns_a_batch_that_had_already_completed(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
     batch_id = emulator.create_batch(status="completed")
     flow = chain(app.tasks["pictify.wait_for_batch"].s(batch_id, poll_interval=0.01))
     assert flow.apply_async().get()["status"] == "completed"

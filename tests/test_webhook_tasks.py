@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,12 +14,6 @@ from pictify_tasks.testing import PictifyEmulator
 from tests.fakes import eager_app
 
 HOOK = "https://example.com/pictify/webhook"
-
-
-@pytest.fixture
-def emulator() -> Iterator[PictifyEmulator]:
-    with PictifyEmulator(items_per_second=0) as emulator:
-        yield emulator
 
 
 def sent_webhook_url(emulator: PictifyEmulator) -> Any:
