@@ -15,6 +15,9 @@ from pictify_tasks.store import FailureRecord, OutcomeRecord, RedisStore, StateS
 from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
 from tests.spare_redis import spare_redis
 
+#: The links of a batch a test gives a deadline (no test here revokes them).
+LINKS = BatchLinks(frozenset({"wf-deadline"}), frozenset())
+
 ASKED = 1_700_000_000.0  # when the cancels in these tests were asked for
 OUTCOME = OutcomeRecord("b1", "cancelled", "cancelled", 1, "Batch cancelled")
 
@@ -219,8 +222,8 @@ def test_a_taken_deadline_is_a_wanted_cancel_until_its_task_is_published(
 ) -> None:
     """A sweeper killed between taking a deadline and publishing its cancel loses nothing."""
     now = time.time()
-    store.set_deadline("late", now - 1, 3600)
-    store.set_deadline("early", now + 3600, 3600)
+    store.link_batch("late", LINKS, 3600, deadline=now - 1)
+    store.link_batch("early", LINKS, 3600, deadline=now + 3600)
     [taken] = store.take_due_deadlines(now, 10)
     assert (taken.batch_id, taken.reason) == ("late", "max_runtime: late ran past its deadline")
     assert store.take_due_deadlines(now, 10) == []  # taken once

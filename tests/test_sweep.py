@@ -7,9 +7,13 @@ import time
 from celery import Celery
 
 from pictify_tasks._runtime import runtime_for
+from pictify_tasks.revoke.links import BatchLinks
 from pictify_tasks.store.records import WantedCancel
 from pictify_tasks.sweep import sweep_once
 from tests.fakes import RecordingPublisher, memory_app
+
+#: The links of a batch a test gives a deadline (no test here revokes them).
+LINKS = BatchLinks(frozenset({"wf-deadline"}), frozenset())
 
 
 def app_with_publisher() -> tuple[Celery, RecordingPublisher]:
@@ -42,8 +46,8 @@ def test_a_batch_past_its_max_runtime_is_cancelled_once() -> None:
     app, publisher = app_with_publisher()
     runtime = runtime_for(app)
     now = time.time()
-    runtime.store.set_deadline("late", now - 1, 7200)
-    runtime.store.set_deadline("early", now + 3600, 7200)
+    runtime.store.link_batch("late", LINKS, 7200, deadline=now - 1)
+    runtime.store.link_batch("early", LINKS, 7200, deadline=now + 3600)
     assert sweep_once(runtime, "worker-a", now=now) == []  # nothing stale: it returns those
     assert publisher.calls == [["late"]]
     assert publisher.recorded == []  # recorded as wanted by the take itself: published only

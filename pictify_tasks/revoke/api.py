@@ -49,9 +49,10 @@ def track_batch(
     else:
         links = BatchLinks(frozenset(), frozenset(), root_id=extra[0]).plus(extra)
     runtime = runtime_for(app or current_app._get_current_object())
-    revoked = runtime.store.link_batch(batch_id, links, runtime.settings.link_ttl)
-    if max_runtime is not None:
-        runtime.store.set_deadline(batch_id, time.time() + max_runtime, runtime.settings.link_ttl)
+    deadline = None if max_runtime is None else time.time() + max_runtime
+    revoked = runtime.store.link_batch(
+        batch_id, links, runtime.settings.link_ttl, deadline=deadline
+    )
     batch_tracked.send(sender=task, batch_id=batch_id, workflow_id=links.root_id)
     if revoked:
         logger.info(

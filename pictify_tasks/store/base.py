@@ -229,10 +229,6 @@ class StateStore(BatchEnds, abc.ABC):
         """Whether ``owner`` may sweep for the next ``seconds`` (one sweeper at a time)."""
 
     @abc.abstractmethod
-    def set_deadline(self, batch_id: str, at: float, ttl: int) -> None:
-        """Cancel the batch at wall time ``at`` if it is still running (``max_runtime``)."""
-
-    @abc.abstractmethod
     def take_due_deadlines(
         self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
     ) -> list[WantedCancel]:
@@ -256,8 +252,13 @@ class StateStore(BatchEnds, abc.ABC):
     # -- links and starts ----------------------------------------------------------------
 
     @abc.abstractmethod
-    def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
-        """Link a running batch under its ids; return those of its ids already revoked."""
+    def link_batch(
+        self, batch_id: str, links: BatchLinks, ttl: int, *, deadline: float | None = None
+    ) -> list[str]:
+        """Link a running batch under its ids; return those of its ids already revoked.
+
+        ``deadline`` (wall time) is its ``max_runtime`` end, set in the same round trip.
+        """
 
     @abc.abstractmethod
     def finish_batch(self, batch_id: str, ttl: int) -> None:

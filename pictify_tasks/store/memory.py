@@ -196,10 +196,6 @@ class MemoryStore(StateStore):
 
     # -- the sweep -----------------------------------------------------------------------
 
-    def set_deadline(self, batch_id: str, at: float, ttl: int) -> None:
-        with self._lock:
-            self._deadlines[batch_id] = at
-
     def take_due_deadlines(
         self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
     ) -> list[WantedCancel]:
@@ -232,8 +228,12 @@ class MemoryStore(StateStore):
 
     # -- links and starts ----------------------------------------------------------------
 
-    def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
+    def link_batch(
+        self, batch_id: str, links: BatchLinks, ttl: int, *, deadline: float | None = None
+    ) -> list[str]:
         with self._lock:
+            if deadline is not None:
+                self._deadlines[batch_id] = deadline
             return self._link(batch_id, links, ttl, replace=None)
 
     def finish_batch(self, batch_id: str, ttl: int) -> None:

@@ -156,8 +156,13 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
     # -- links and starts ----------------------------------------------------------------
 
     @transient
-    def link_batch(self, batch_id: str, links: BatchLinks, ttl: int) -> list[str]:
-        return self._link(batch_id, links, ttl, replace=None)
+    def link_batch(
+        self, batch_id: str, links: BatchLinks, ttl: int, *, deadline: float | None = None
+    ) -> list[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        if deadline is not None:
+            self._queue_deadline(pipe, batch_id, deadline, ttl)
+        return self._link(batch_id, links, ttl, replace=None, pipe=pipe)
 
     @transient
     def finish_batch(self, batch_id: str, ttl: int) -> None:
@@ -203,8 +208,7 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
             progress = f"0/{made.total_items}"
             pipe.set(self.batch_key(made.batch_id, "progress"), progress, ex=int(ttl))
         if made.deadline is not None:
-            pipe.zadd(self._deadlines(), {made.batch_id: made.deadline})
-            pipe.expire(self._deadlines(), int(ttl))
+            self._queue_deadline(pipe, made.batch_id, made.deadline, ttl)
         if made.webhook is not None:
             pipe.set(self.batch_key(made.batch_id, "webhook"), int(made.webhook), ex=int(ttl))
         start = START_PREFIX + made.start_id

@@ -56,12 +56,9 @@ class RedisUpkeep(RedisKeys):
     def items_not_rendered(self, workflow_id: str) -> int:
         return sum(int(n) for n in self._redis.hvals(self.link_key(workflow_id, "saved")))
 
-    @transient
-    def set_deadline(self, batch_id: str, at: float, ttl: int) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+    def _queue_deadline(self, pipe: Any, batch_id: str, at: float, ttl: int) -> None:
         pipe.zadd(self._deadlines(), {batch_id: at})
         pipe.expire(self._deadlines(), int(ttl))
-        pipe.execute()
 
     @transient
     def take_due_deadlines(
