@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,6 +71,17 @@ def test_track_batch_with_a_workflow_id_links_under_it(
     assert store.revoke_ids(["wf-1"], Scope.WORKFLOW, None).batches == ["batch-1"]
     assert store.revoke_ids(["wf-1"], Scope.TASK, None).batches == ["batch-1"]
     assert enqueued == []
+
+
+def test_track_batch_with_max_runtime_is_cancelled_by_the_sweep_once_it_passes(
+    app: Celery, enqueued: list[list[str]]
+) -> None:
+    before = time.time()
+    pictify_tasks.track_batch("batch-1", workflow_id="wf-1", max_runtime=60, app=app)
+    store = runtime_for(app).store
+    assert store.take_due_deadlines(before + 59, 10) == []
+    [due] = store.take_due_deadlines(time.time() + 60, 10)
+    assert due.batch_id == "batch-1"
 
 
 def test_track_batch_inside_a_task_links_under_its_request(
