@@ -18,7 +18,6 @@ from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.client import PictifyClient
 from pictify_tasks.errors import (
     CancelFailedError,
-    CancelNotConfirmedError,
     PictifyConnectionError,
     PictifyError,
 )
@@ -113,8 +112,8 @@ def cancel_step(
         return RetryLater(countdown=max(0.05, wait))
 
     attempt = begin.attempt
+    unconfirmed = begin.fresh_keys
     try:
-        unconfirmed = attempt > 1 and _last_unconfirmed(store, batch_id)
         wait = context.limiter.acquire(Priority.CANCEL)
     except StateStoreError as error:
         return _store_trouble(error, waits, context)
@@ -131,7 +130,7 @@ def cancel_step(
             store.keep_lease(batch_id, owner, wait + context.lease_seconds)
         return RetryLater(countdown=wait)
     # After a 200 that did not confirm the cancel, the same key would only get
-    # that answer replayed: this attempt is a new request.
+    # that answer replayed: every later attempt is a new request.
     key = idempotency_key_for("cancel", f"{batch_id}/{attempt}") if unconfirmed else None
     try:
         result = context.client().cancel_batch(batch_id, idempotency_key=key)
@@ -196,12 +195,6 @@ def _record_failure(
         logger.warning(
             "the failure of batch %s's cancel was not recorded: %s", batch_id, store_error
         )
-
-
-def _last_unconfirmed(store: StateStore, batch_id: str) -> bool:
-    """Whether the batch's last failed attempt was a 200 that did not confirm the cancel."""
-    failure = store.cancel_state(batch_id).failure
-    return failure is not None and failure.error == CancelNotConfirmedError.__name__
 
 
 def _unanswered(batch_id: str, exc: Exception) -> PictifyConnectionError:

@@ -30,7 +30,8 @@ batch_cancelled = Signal(
 )
 
 #: A cancel failed for good (its time budget or attempt cap ran out, or the
-#: API refused it for good). Arguments: ``batch_id``, ``error``, ``attempts``.
+#: API refused it for good). Arguments: ``batch_id`` (``start/<start id>`` for
+#: a killed start whose batch id was never learnt), ``error``, ``attempts``.
 cancel_failed = Signal(
     name="pictify_cancel_failed", providing_args={"batch_id", "error", "attempts"}
 )

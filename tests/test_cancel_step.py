@@ -179,6 +179,20 @@ def test_after_an_unconfirmed_answer_the_next_attempt_is_a_new_request() -> None
     assert client.keys[1] is not None and client.keys[1].startswith("pictify-tasks-cancel-")
 
 
+def test_after_an_unconfirmed_answer_a_failed_attempt_does_not_bring_the_own_key_back() -> None:
+    """Unconfirmed, then a 503: the next attempt is still a new request (no replay)."""
+    store = MemoryStore()
+    unconfirmed = CancelNotConfirmedError("still processing", status=200)
+    client = StubClient([unconfirmed, ServerError("503", status=503), CANCELLED])
+    assert isinstance(_step(store, client, max_attempts=None), RetryLater)
+    assert isinstance(_step(store, client, max_attempts=None), RetryLater)
+    result = _step(store, client, max_attempts=None)
+    assert isinstance(result, OutcomeRecord) and result.attempts == 3
+    assert client.keys[0] is None
+    assert client.keys[1] is not None and client.keys[2] is not None
+    assert len(set(client.keys)) == 3
+
+
 def test_an_ordinary_retry_keeps_the_batchs_own_key() -> None:
     store = MemoryStore()
     client = StubClient([ServerError("503", status=503), CANCELLED])

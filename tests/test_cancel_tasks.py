@@ -4,6 +4,7 @@ rate limit that would end past the deadline is the final failure."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,11 +14,12 @@ from celery import Celery
 import pictify_tasks
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.client import batch_render_body
-from pictify_tasks.errors import InvalidRequestError
+from pictify_tasks.errors import InvalidRequestError, ServerError
 from pictify_tasks.ids import idempotency_key_for
 from pictify_tasks.ratelimit import Priority, RateLimitInfo
 from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.revoke.links import BatchLinks, Scope
+from pictify_tasks.signals import cancel_failed
 from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.base import RevokedWork
 from pictify_tasks.store.records import StartRequest
@@ -221,3 +223,39 @@ def test_a_recorded_body_that_is_not_valid_is_never_sent(
     with pytest.raises(InvalidRequestError, match="at least one object"):
         app.tasks["pictify.cancel_start"].delay("start-3").get()
     assert emulator.requests_matching("POST", "/batch-render") == []
+
+
+class Heard:
+    """What ``cancel_failed`` was sent with."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+
+
+def test_a_start_whose_replay_fails_for_good_is_a_loud_cancel_failure(
+    app: Celery, emulator: PictifyEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its batch id never known: told under ``start/<id>``, as any cancel's final failure."""
+    app.conf.pictify_cancel_max_attempts = 2
+    runtime_for(app).reload()
+    store = StoreDownAtFirst(times=1)  # store trouble first: no request, not counted
+    use_store(app, store)
+    record_start(store, "start-4", [{"name": "Ada"}])
+    emulator.inject(status=503, times=2, path_contains="/batch-render")
+    heard = Heard()
+    cancel_failed.connect(heard, weak=False, dispatch_uid="test_cancel_tasks.heard")
+    caplog.set_level(logging.ERROR, logger="pictify_tasks.cancel")
+    try:
+        with pytest.raises(ServerError):
+            app.tasks["pictify.cancel_start"].delay("start-4").get()
+    finally:
+        cancel_failed.disconnect(heard, dispatch_uid="test_cancel_tasks.heard")
+    [sent] = heard.calls
+    assert (sent["batch_id"], sent["attempts"]) == ("start/start-4", 2)
+    assert isinstance(sent["error"], ServerError)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "pictify_tasks.cancel"]
+    assert line.startswith("pictify cancel batch_id=start/start-4 workflow_id=- decision=failed")
+    assert 'reason="start start-4 killed before its answer"' in line

@@ -95,6 +95,22 @@ def test_a_final_failure_answers_earlier_asks_and_a_later_ask_starts_afresh(
     assert store.begin_cancel("b1", "task-d", 30, ASKED).outcome == OUTCOME
 
 
+def test_after_an_unconfirmed_answer_every_attempt_wants_a_fresh_key(store: StateStore) -> None:
+    """Until the outcome: a later 503 (or a final failure) does not bring the own key back."""
+    assert not store.begin_cancel("b1", "task-a", 30, ASKED).fresh_keys
+    store.fail_cancel("task-a", failure("CancelNotConfirmedError"), 3600, 30)
+    assert store.begin_cancel("b1", "task-a", 30, ASKED).fresh_keys
+    store.fail_cancel("task-a", failure(), 3600, 30)  # a 503: not unconfirmed
+    assert store.begin_cancel("b1", "task-a", 30, ASKED).fresh_keys
+    store.fail_cancel("task-a", failure(final=True), 3600, 0)
+    # A later ask: the API still keeps the unconfirmed answer under the own key.
+    assert store.begin_cancel("b1", "task-b", 30, ASKED + 60).fresh_keys
+    store.finish_cancel("task-b", OUTCOME, 3600, ())
+    store.fail_cancel("task-c", failure(), 3600, 0)  # a straggler after the outcome
+    assert not store.begin_cancel("b1", "task-c", 30, ASKED).fresh_keys
+    assert not store.begin_cancel("b2", "task-c", 30, ASKED).fresh_keys
+
+
 def test_the_attempt_count_belongs_to_the_batch_not_the_task(store: StateStore) -> None:
     """A task taking over an expired lease goes on counting: duplicates never add attempts."""
     assert store.begin_cancel("b1", "task-a", 0.05, ASKED).attempt == 1

@@ -82,6 +82,9 @@ class CancelBegin:
     links: tuple[tuple[str, str], ...] = ()
     #: The batch's last known (completed items, total items), if any.
     progress: tuple[int, int] | None = None
+    #: An attempt got a 200 that did not confirm the cancel (until the outcome):
+    #: the batch's own Idempotency-Key would only replay it, so send a new request.
+    fresh_keys: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,8 @@ class StateStore(BatchEnds, abc.ABC):
         With ``keep_lease`` seconds (> 0) the owner will retry, so it keeps the
         lease that long; with 0 the lease is given back. A ``final`` failure
         also resets the attempt count and the wanted record: a later ask
-        starts afresh.
+        starts afresh. An ``unconfirmed`` one makes every later
+        :meth:`begin_cancel` say ``fresh_keys`` until the outcome.
         """
 
     @abc.abstractmethod

@@ -94,6 +94,7 @@ class MemoryStore(StateStore):
         self._attempts = _ExpiringDict(clock)
         self._failures = _ExpiringDict(clock)
         self._failed = _ExpiringDict(clock)  # batch id -> its last final failure
+        self._fresh = _ExpiringDict(clock)  # batch id -> True: an answer was unconfirmed
         self._wanted = _ExpiringDict(clock)  # batch id -> WantedCancel
         self._sent: dict[str, float] = {}  # batch id -> when last sent (the sweep's index)
         self._sweeper = _ExpiringDict(clock)
@@ -133,8 +134,13 @@ class MemoryStore(StateStore):
             attempt = (self._attempts.get(batch_id) or 0) + 1
             self._leases.set(batch_id, owner, lease_seconds)
             links = tuple(sorted(self._batch_links.get(batch_id) or ()))
-            progress = self._progress.get(batch_id)
-            return CancelBegin(acquired=True, attempt=attempt, links=links, progress=progress)
+            return CancelBegin(
+                acquired=True,
+                attempt=attempt,
+                links=links,
+                progress=self._progress.get(batch_id),
+                fresh_keys=bool(self._fresh.get(batch_id)),
+            )
 
     def finish_cancel(
         self,
@@ -153,7 +159,7 @@ class MemoryStore(StateStore):
                 self._not_rendered.set(workflow_id, saved, ttl)
             if self._leases.get(batch_id) == owner:
                 self._leases.delete(batch_id)
-            for table in (self._attempts, self._failures, self._wanted, self._failed):
+            for table in (self._attempts, self._failures, self._wanted, self._failed, self._fresh):
                 table.delete(batch_id)
             self._sent.pop(batch_id, None)
             self._mark_finished(batch_id, links, ttl)
@@ -163,6 +169,8 @@ class MemoryStore(StateStore):
         batch_id = failure.batch_id
         with self._lock:
             self._failures.set(batch_id, failure, ttl)
+            if failure.unconfirmed:
+                self._fresh.set(batch_id, True, ttl)
             self._attempts.set(batch_id, (self._attempts.get(batch_id) or 0) + 1, ttl)
             if self._leases.get(batch_id) == owner:
                 if keep_lease > 0:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from pictify_tasks.errors import CancelNotConfirmedError
 from pictify_tasks.results import CancelBatchResult
 
 __all__ = ["FailureRecord", "OutcomeRecord", "StartMade", "StartRequest", "WantedCancel"]
@@ -85,6 +86,11 @@ class FailureRecord:
             False,
             time.time(),
         )
+
+    @property
+    def unconfirmed(self) -> bool:
+        """A 200 that did not confirm the cancel: the batch's own key would only replay it."""
+        return self.error == CancelNotConfirmedError.__name__
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["BEGIN", "FAIL", "FINISH", "KEEP_LEASE"]
 
-# KEYS: outcome, lease, attempts, links, failed, progress.
+# KEYS: outcome, lease, attempts, links, failed, progress, fresh.
 # ARGV: owner, lease ms, asked at (wall seconds).
 # "failed" is the batch's last final failure, a hash: its time ("at") and
 # its record, which answers every ask made before it (as "done" answers all).
@@ -17,6 +17,8 @@ __all__ = ["BEGIN", "FAIL", "FINISH", "KEEP_LEASE"]
 # counting, so duplicates never multiply the attempts, and a task that holds
 # the lease but waits (for a rate-limit token) has made no attempt.
 # A cancel asked before the batch's last final failure shares that failure.
+# "fresh" is set once an attempt got a 200 that did not confirm the cancel:
+# from then on every attempt is a new request (see FAIL).
 BEGIN = """
 local done = redis.call('GET', KEYS[1])
 if done then return {'done', done} end
@@ -31,21 +33,27 @@ end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 local n = tonumber(redis.call('GET', KEYS[3]) or '0') + 1
 local progress = redis.call('GET', KEYS[6]) or ''
-return {'acquired', tostring(n), redis.call('SMEMBERS', KEYS[4]), progress}
+local fresh = redis.call('EXISTS', KEYS[7])
+return {'acquired', tostring(n), redis.call('SMEMBERS', KEYS[4]), progress, fresh}
 """
 
-# KEYS: outcome, lease, attempts, failure, wanted, failed. ARGV: owner, outcome json, ttl s.
+# KEYS: outcome, lease, attempts, failure, wanted, failed, fresh.
+# ARGV: owner, outcome json, ttl s.
 FINISH = """
 redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 return redis.call('GET', KEYS[1])
 """
 
-# KEYS: lease, attempts, failure, wanted, failed.
-# ARGV: owner, failure json, ttl s, keep lease ms (0: give it back), final (1/0), its time.
+# KEYS: lease, attempts, failure, wanted, failed, fresh.
+# ARGV: owner, failure json, ttl s, keep lease ms (0: give it back), final (1/0), its time,
+# unconfirmed (1/0). After an unconfirmed 200 the batch's own Idempotency-Key
+# only replays that answer: "fresh" stays set until the outcome (a final
+# failure does not end it, the API keeps the answer for 24 hours).
 FAIL = """
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
+if ARGV[7] == '1' then redis.call('SET', KEYS[6], 1, 'EX', ARGV[3]) end
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 if redis.call('GET', KEYS[1]) == ARGV[1] then

@@ -69,7 +69,7 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
     def begin_cancel(
         self, batch_id: str, owner: str, lease_seconds: float, asked_at: float
     ) -> CancelBegin:
-        parts = ("outcome", "lease", "attempts", "links", "failed", "progress")
+        parts = ("outcome", "lease", "attempts", "links", "failed", "progress", "fresh")
         keys = [self.batch_key(batch_id, part) for part in parts]
         lease_ms = max(1, int(lease_seconds * 1000))
         reply = self._begin(keys=keys, args=[owner, lease_ms, repr(asked_at)])
@@ -86,6 +86,7 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
             attempt=int(text(reply[1])),
             links=links,
             progress=progress(text(reply[3])),
+            fresh_keys=bool(reply[4]),
         )
 
     @transient
@@ -98,7 +99,7 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
         workflow_id: str | None = None,
     ) -> OutcomeRecord:
         batch_id = outcome.batch_id
-        parts = ("outcome", "lease", "attempts", "failure", "wanted", "failed")
+        parts = ("outcome", "lease", "attempts", "failure", "wanted", "failed", "fresh")
 
         def then(pipe: Any) -> None:
             self._mark_finished(pipe, batch_id, links, ttl)
@@ -119,7 +120,7 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
 
     @transient
     def fail_cancel(self, owner: str, failure: FailureRecord, ttl: int, keep_lease: float) -> None:
-        parts = ("lease", "attempts", "failure", "wanted", "failed")
+        parts = ("lease", "attempts", "failure", "wanted", "failed", "fresh")
         keys = [self.batch_key(failure.batch_id, part) for part in parts]
         keep_ms = max(0, int(keep_lease * 1000))
         record = json.dumps(failure.to_json())
@@ -130,6 +131,7 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
             keep_ms,
             int(failure.final),
             repr(failure.at),
+            int(failure.unconfirmed),
         ]
         if not failure.final:
             self._fail(keys=keys, args=args)

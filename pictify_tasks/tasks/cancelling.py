@@ -14,8 +14,9 @@ from pictify_tasks.ratelimit import Priority
 from pictify_tasks.reporting import CancelReport
 from pictify_tasks.results import CancelBatchResult
 from pictify_tasks.revoke.links import BatchLinks
+from pictify_tasks.store.base import START_PREFIX, StateStoreError
 from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
-from pictify_tasks.tasks.base import PictifyTask, asked_at
+from pictify_tasks.tasks.base import PictifyTask, _failed_requests, asked_at
 
 __all__ = ["CancelBatchTask", "cancel_batch_task", "cancel_start_task"]
 
@@ -41,19 +42,19 @@ class CancelBatchTask(PictifyTask):
         record_wanted(runtime.store, [wanted], runtime.settings.wanted_ttl)
 
 
+def report_for(task: PictifyTask, batch_id: str, reason: str) -> CancelReport:
+    """How ``task`` tells its decisions about ``batch_id`` (its workflow: the root)."""
+    request = task.request
+    workflow_id = request.root_id if request.root_id not in (None, request.id) else None
+    return CancelReport(task, batch_id, workflow_id, reason, asked_at(request))
+
+
 def run_cancel(task: PictifyTask, batch_id: str, reason: str = "") -> CancelBatchResult:
     """One cancel step inside ``task``: return the outcome, or come back later."""
     runtime = task.runtime
     settings = runtime.settings
     settings.require_api_key()
-    request = task.request
-    report = CancelReport(
-        task,
-        batch_id,
-        request.root_id if request.root_id not in (None, request.id) else None,
-        reason,
-        asked_at(request),
-    )
+    report = report_for(task, batch_id, reason)
     context = CancelContext(
         store=runtime.store,
         client=lambda: runtime.client,
@@ -107,16 +108,26 @@ def cancel_start_task(self: PictifyTask, start_id: str) -> CancelBatchResult | N
     same request is sent again with the same Idempotency-Key: the API answers
     with the batch the first request made (or makes it now); then it is
     cancelled like any other. Returns ``None`` when the record has expired.
+    Failing for good before its batch id is known, it is told as a cancel's
+    failure is (log line, ``cancel_failed``), under ``start/<start id>``.
     """
     validate_cancel_start(start_id)
     self.runtime.settings.require_api_key()
+    reason = f"start {start_id} killed before its answer"
     try:
         batch_id = _batch_of_start(self, start_id)
     except PictifyError as error:  # the API's, or the state store's (transient)
-        self.retry_within_deadline(error)
+        try:
+            self.retry_within_deadline(error)
+        except PictifyError as final:  # the budget is spent, or the API refused for good
+            # As retry_within_deadline counts them: the store's trouble made no request.
+            made = 0 if isinstance(final, StateStoreError) else 1
+            attempts = _failed_requests(self.request) + made
+            report_for(self, START_PREFIX + start_id, reason).failed(final, attempts)
+            raise
     if batch_id is None:
         return None
-    return run_cancel(self, batch_id, f"start {start_id} killed before its answer")
+    return run_cancel(self, batch_id, reason)
 
 
 def _batch_of_start(task: PictifyTask, start_id: str) -> str | None:
