@@ -130,8 +130,11 @@ def cancel_step(
             store.keep_lease(batch_id, owner, wait + context.lease_seconds)
         return RetryLater(countdown=wait)
     # After a 200 that did not confirm the cancel, the same key would only get
-    # that answer replayed: every later attempt is a new request.
-    key = idempotency_key_for("cancel", f"{batch_id}/{attempt}") if unconfirmed else None
+    # that answer replayed: every later attempt is a new request, with a key of its
+    # own ask (attempts count again from 1 after a final failure).
+    key = None
+    if unconfirmed:
+        key = idempotency_key_for("cancel", f"{batch_id}/{context.asked_at!r}/{attempt}")
     try:
         result = context.client().cancel_batch(batch_id, idempotency_key=key)
     except PictifyError as error:

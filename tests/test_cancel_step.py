@@ -193,6 +193,21 @@ def test_after_an_unconfirmed_answer_a_failed_attempt_does_not_bring_the_own_key
     assert len(set(client.keys)) == 3
 
 
+def test_a_later_ask_never_reuses_an_earlier_asks_fresh_keys() -> None:
+    """The API replays any key it saw within 24 h: a new series needs keys of its own."""
+    store = MemoryStore()
+    unconfirmed = CancelNotConfirmedError("still processing", status=200)
+    client = StubClient([unconfirmed, unconfirmed, ServerError("503", status=503), CANCELLED])
+    assert isinstance(_decision(store, client, max_attempts=2), RetryLater)
+    assert isinstance(_decision(store, client, max_attempts=2), GiveUp)  # the first ask ends
+    later = ASKED + 100
+    asked_again = {"owner": "task-b", "asked_at": later, "now": later + 1, "max_attempts": 2}
+    assert isinstance(_decision(store, client, **asked_again), RetryLater)
+    assert _step(store, client, **asked_again).outcome == "cancelled"
+    fresh = [key for key in client.keys if key is not None]
+    assert len(fresh) == 3 and len(set(fresh)) == 3
+
+
 def test_an_ordinary_retry_keeps_the_batchs_own_key() -> None:
     store = MemoryStore()
     client = StubClient([ServerError("503", status=503), CANCELLED])
