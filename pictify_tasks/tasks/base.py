@@ -28,6 +28,7 @@ __all__ = [
     "PictifyTask",
     "TaskSpec",
     "asked_at",
+    "failed_requests",
     "header",
     "run_eagerly_in_a_loop",
     "set_header",
@@ -97,7 +98,7 @@ class PictifyTask(Task):  # type: ignore[misc]
         store that did not answer is no attempt (the store's trouble backs off
         with each run, bounded by the deadline alone).
         """
-        failed = _failed_requests(self.request)
+        failed = failed_requests(self.request)
         if isinstance(error, StateStoreError):
             attempt = (self.request.retries or 0) + 1
         else:
@@ -229,7 +230,7 @@ def set_header(request: Any, name: str, value: Any) -> None:
         request.headers = {name: value}
 
 
-def _failed_requests(request: Any) -> int:
+def failed_requests(request: Any) -> int:
     """How many of the running task's API requests failed before this run."""
     value = header(request, ATTEMPTS_HEADER)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
