@@ -51,6 +51,7 @@ from pictify_tasks.transport import (
     Answer,
     BodyTooLarge,
     CallTimedOut,
+    DirectRoute,
     Timeout,
     new_session,
     send,
@@ -89,7 +90,9 @@ class _Reply:
 class PictifyClient:
     """A small client for Pictify's batch endpoints.
 
-    One ``requests.Session`` per client, reused for every request (keep-alive).
+    One ``requests.Session`` per client, reused for every request (keep-alive);
+    the client's own session is sent through its pool directly
+    (:class:`~pictify_tasks.transport.DirectRoute`).
     Create one client per process: sessions are not meant to cross a fork.
     ``timeout`` bounds each whole call (connect, send, every read). A session
     passed in keeps its own adapters: mount a
@@ -128,6 +131,8 @@ class PictifyClient:
                 "User-Agent": f"pictify-tasks/{__version__}",
             }
         )
+        # A session of our own skips ``requests``' per-call work; a user's goes through it.
+        self._route = DirectRoute.of(self._session, self.base_url) if session is None else None
 
     def __repr__(self) -> str:
         return f"PictifyClient(base_url={self.base_url!r}, api_key={mask_secret(self._api_key)!r})"
@@ -282,6 +287,7 @@ class PictifyClient:
                 headers=headers or {},
                 json_body=json_body,
                 timeout=self.timeout,
+                route=self._route,
             )
         except CallTimedOut as exc:
             raise PictifyConnectionError(f"{what} timed out: {exc} (outcome unknown)") from None

@@ -10,6 +10,11 @@ the pool, so the watchdog never touches a connection another call may use.
 
 The body is streamed and reading stops past ``max_body`` bytes. Normal calls
 read their body to the end, so their connection is reused (keep-alive).
+
+A client's own session (:func:`new_session`, no proxy for its host) is sent
+through its urllib3 pool directly (:class:`DirectRoute`): ``requests``
+prepares, merges and hooks every call, which costs more CPU than the rest of
+a cancel. A session a user passes in goes through ``requests`` as it is.
 """
 
 from __future__ import annotations
@@ -17,20 +22,23 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import json
 import logging
 import math
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
 import requests
+import urllib3.exceptions
 import urllib3.poolmanager
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from requests.utils import select_proxy
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "BodyTooLarge",
     "CallTimedOut",
     "DeadlineAdapter",
+    "DirectRoute",
     "Timeout",
     "call_seconds",
     "new_session",
@@ -79,7 +88,7 @@ class Answer:
 
     status: int
     reason: str
-    headers: CaseInsensitiveDict[str]
+    headers: Mapping[str, str]
     content: bytes
 
 
@@ -122,29 +131,26 @@ def send(
     json_body: Mapping[str, Any] | None,
     timeout: Timeout,
     max_body: int = MAX_BODY,
+    route: DirectRoute | None = None,
 ) -> Answer:
     """Send one request and read its whole answer within ``call_seconds(timeout)``.
 
-    Raises :class:`CallTimedOut`, :class:`BodyTooLarge` or a
-    ``requests.RequestException``. With a session of another adapter the
-    deadline is still checked between reads, but a slow read is not cut.
+    Through ``route`` when given (the session's own pool), else through
+    ``session``. Raises :class:`CallTimedOut`, :class:`BodyTooLarge` or a
+    ``requests.RequestException`` (the direct route's urllib3 errors are
+    raised as the ones ``requests`` would raise). With a session of another
+    adapter the deadline is still checked between reads, but a slow read is
+    not cut.
     """
     budget = call_seconds(timeout)
     with _watched(budget) as watch:
         try:
-            response = session.request(
-                method,
-                url,
-                headers=dict(headers),
-                json=json_body,
-                timeout=timeout,
-                allow_redirects=False,
-                stream=True,
-            )
-            try:
-                content = _read_body(response, max_body, watch.deadline, budget)
-            finally:
-                response.close()
+            if route is not None:
+                answer = route.send(method, url, headers, json_body, timeout, max_body, watch)
+            else:
+                answer = _send_via_requests(
+                    session, method, url, headers, json_body, timeout, max_body, watch
+                )
         except requests.RequestException:
             if watch.fired:
                 raise CallTimedOut(budget) from None
@@ -154,20 +160,165 @@ def send(
             # status line, some headers, no body. Nothing read after the
             # deadline is trusted.
             raise CallTimedOut(budget)
+    return answer
+
+
+def _send_via_requests(
+    session: requests.Session,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    json_body: Mapping[str, Any] | None,
+    timeout: Timeout,
+    max_body: int,
+    watch: _Watch,
+) -> Answer:
+    response = session.request(
+        method,
+        url,
+        headers=dict(headers),
+        json=json_body,
+        timeout=timeout,
+        allow_redirects=False,
+        stream=True,
+    )
+    try:
+        content = _read_body(response.iter_content(_CHUNK), response.status_code, max_body, watch)
+    finally:
+        response.close()
     return Answer(response.status_code, response.reason or "", response.headers, content)
 
 
-def _read_body(response: requests.Response, max_body: int, deadline: float, budget: float) -> bytes:
-    chunks: list[bytes] = []
+def _read_body(chunks: Iterable[bytes], status: int, max_body: int, watch: _Watch) -> bytes:
+    read: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(_CHUNK):
+    for chunk in chunks:
         size += len(chunk)
         if size > max_body:
-            raise BodyTooLarge(response.status_code, max_body)
-        if time.monotonic() > deadline:
-            raise CallTimedOut(budget)
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise BodyTooLarge(status, max_body)
+        if time.monotonic() > watch.deadline:
+            raise CallTimedOut(watch.budget)
+        read.append(chunk)
+    return b"".join(read)
+
+
+class DirectRoute:
+    """Calls to one origin straight through a session's own urllib3 pool.
+
+    The same request ``requests`` would send (the session's headers, a JSON
+    body, no redirects, no retries, the same pool and TLS settings), without
+    its per-call work: preparing the request, merging settings, cookies and
+    hooks (measured: about 0.6 ms of CPU per call, more than the rest of a
+    cancel). Only for a session :func:`new_session` made: its adapter is a
+    :class:`DeadlineAdapter`, it reads no environment per call and no proxy
+    applies to the origin (a proxied call goes through ``requests``).
+    """
+
+    def __init__(
+        self, session: requests.Session, pool: HTTPConnectionPool, base_url: str, base_path: str
+    ) -> None:
+        self._session = session
+        self.pool = pool
+        self._base_url = base_url
+        self._base_path = base_path
+
+    @classmethod
+    def of(cls, session: requests.Session, base_url: str) -> DirectRoute | None:
+        """The route for calls to ``base_url`` through ``session``, or ``None`` if it has none."""
+        base_url = base_url.rstrip("/")
+        parts = urllib3.util.parse_url(base_url)
+        adapter = session.get_adapter(base_url)
+        if (
+            session.trust_env
+            or session.cert is not None
+            or type(adapter) is not DeadlineAdapter
+            or select_proxy(base_url, session.proxies) is not None
+            or parts.scheme not in ("http", "https")
+            or not parts.host
+            or parts.query is not None
+            or parts.fragment is not None
+        ):
+            return None
+        prepared = requests.Request("GET", base_url).prepare()
+        with_tls = getattr(adapter, "get_connection_with_tls_context", None)
+        if with_tls is not None:  # requests >= 2.32.2
+            pool = with_tls(prepared, session.verify)
+        else:
+            pool = adapter.get_connection(base_url)
+        if not isinstance(pool, _WatchedHTTPPool):
+            return None
+        return cls(session, pool, base_url, (parts.path or "").rstrip("/"))
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        json_body: Mapping[str, Any] | None,
+        timeout: Timeout,
+        max_body: int,
+        watch: _Watch,
+    ) -> Answer:
+        if not url.startswith(self._base_url + "/"):
+            raise requests.exceptions.InvalidURL(f"{url} is not under {self._base_url}")
+        merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict(self._session.headers)
+        merged.update(headers)
+        body = None
+        if json_body is not None:
+            try:
+                body = json.dumps(json_body, allow_nan=False).encode("utf-8")
+            except ValueError as exc:
+                raise requests.exceptions.InvalidJSONError(exc) from None
+            merged.setdefault("Content-Type", "application/json")
+        response = None
+        try:
+            response = self.pool.urlopen(
+                method,
+                self._base_path + url[len(self._base_url) :],
+                body=body,
+                headers=dict(merged),
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                timeout=_urllib3_timeout(timeout),
+                preload_content=False,
+                decode_content=True,
+            )
+            content = _read_body(response.stream(_CHUNK), response.status, max_body, watch)
+            return Answer(response.status, response.reason or "", response.headers, content)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _as_requests_error(exc) from None
+        finally:
+            if response is not None:
+                # As ``requests`` does: a body not read to the end closes the
+                # connection before it goes back to the pool, never reused half-read.
+                if not response.closed:
+                    response.close()
+                response.release_conn()
+
+
+def _urllib3_timeout(timeout: Timeout) -> urllib3.Timeout:
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+        return urllib3.Timeout(connect=connect, read=read)
+    return urllib3.Timeout(connect=timeout, read=timeout)
+
+
+def _as_requests_error(exc: BaseException) -> requests.RequestException:
+    """The exception ``requests`` raises for urllib3's ``exc``, so callers handle one kind."""
+    reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+    text = str(exc)
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return requests.ConnectionError(text)
+    if isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+        return requests.ConnectTimeout(text)
+    if isinstance(reason, (urllib3.exceptions.ReadTimeoutError, socket.timeout)):
+        return requests.ReadTimeout(text)
+    if isinstance(reason, urllib3.exceptions.SSLError):
+        return requests.exceptions.SSLError(text)
+    if isinstance(reason, urllib3.exceptions.DecodeError):
+        return requests.exceptions.ContentDecodingError(text)
+    return requests.ConnectionError(text)
 
 
 # -- the watchdog ---------------------------------------------------------------------
@@ -177,6 +328,7 @@ class _Watch:
     """One call's deadline and the connection it holds; shuts that socket when late."""
 
     def __init__(self, budget: float) -> None:
+        self.budget = budget
         self.deadline = time.monotonic() + budget
         self.fired = False
         self.done = False

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+import urllib3
 
 import pictify_tasks
 from pictify_tasks import (
@@ -688,23 +689,35 @@ def test_the_key_never_shows_in_a_get_or_start_error(
     assert SECRET[8:] not in shown, shown
 
 
-def test_a_requests_error_carrying_the_keys_repr_is_redacted(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("route", ["own session", "a user's session"])
+def test_a_transport_error_carrying_the_keys_repr_is_redacted(
+    monkeypatch: pytest.MonkeyPatch, route: str
 ) -> None:
     # A key with a backslash: its repr() (as requests prints headers) differs from it.
     key = "pk_live_ab\\cd0123456789"
-    client = PictifyClient(key, base_url="http://127.0.0.1:9")
+    base_url = "http://127.0.0.1:9"
+    session = None if route == "own session" else transport.new_session(base_url)
+    client = PictifyClient(key, base_url=base_url, session=session)
     headers = {"Authorization": f"Bearer {key}"}
+    text = f"cannot send {headers!r}; key {key!r}; raw {key}"
 
-    def fail(*args: object, **kwargs: object) -> None:
-        raise requests.ConnectionError(f"cannot send {headers!r}; key {key!r}; raw {key}")
+    def fail_in_requests(*args: object, **kwargs: object) -> None:
+        raise requests.ConnectionError(text)
 
-    monkeypatch.setattr(client._session, "request", fail)
+    def fail_in_urllib3(*args: object, **kwargs: object) -> None:
+        raise urllib3.exceptions.ProtocolError(text)
+
+    if session is None:
+        assert client._route is not None
+        monkeypatch.setattr(client._route.pool, "urlopen", fail_in_urllib3)
+    else:
+        assert client._route is None
+        monkeypatch.setattr(session, "request", fail_in_requests)
     with pytest.raises(PictifyConnectionError) as caught:
         client.cancel_batch("b_1")
-    text = str(caught.value)
-    assert "ab\\cd" not in text and "ab\\\\cd" not in text
-    assert "pk_live_***" in text
+    shown = str(caught.value)
+    assert "ab\\cd" not in shown and "ab\\\\cd" not in shown
+    assert "pk_live_***" in shown
 
 
 def test_the_redactor_hides_every_spelling_of_the_key() -> None:
