@@ -2,11 +2,12 @@
 
 ``requests``' ``timeout`` bounds each socket operation, not the call: an
 answer trickled a byte at a time never times out. So every call gets a
-watchdog that shuts the call's socket at the deadline, wherever the call is
-(sending, waiting for the head, reading the body); the blocked read then
-fails at once. The pools of :class:`DeadlineAdapter` tell the watchdog which
-connection the call holds, and forget it when the connection goes back to
-the pool, so the watchdog never touches a connection another call may use.
+watchdog (:mod:`pictify_tasks.watchdog`) that shuts the call's socket at the
+deadline, wherever the call is (sending, waiting for the head, reading the
+body); the blocked read then fails at once. The pools of
+:class:`DeadlineAdapter` tell the watchdog which connection the call holds,
+and forget it when the connection goes back to the pool, so the watchdog
+never touches a connection another call may use.
 
 The body is streamed and reading stops past ``max_body`` bytes. Normal calls
 read their body to the end, so their connection is reused (keep-alive).
@@ -19,17 +20,11 @@ a cancel. A session a user passes in goes through ``requests`` as it is.
 
 from __future__ import annotations
 
-import contextlib
-import heapq
-import itertools
 import json
-import logging
-import math
 import os
 import socket
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -40,6 +35,8 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import select_proxy
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from pictify_tasks.watchdog import Watch, current_watch, watched
 
 __all__ = [
     "MAX_BODY",
@@ -59,10 +56,6 @@ MAX_BODY = 1024 * 1024
 #: ``requests``' timeout: seconds, or (connect, read) seconds.
 Timeout = Union[float, tuple[float, float]]
 _CHUNK = 64 * 1024
-#: How soon a watchdog that found no socket to shut looks again.
-_RECHECK = 0.05
-
-logger = logging.getLogger("pictify_tasks.transport")
 
 
 class CallTimedOut(Exception):
@@ -143,7 +136,7 @@ def send(
     not cut.
     """
     budget = call_seconds(timeout)
-    with _watched(budget) as watch:
+    with watched(budget) as watch:
         try:
             if route is not None:
                 answer = route.send(method, url, headers, json_body, timeout, max_body, watch)
@@ -171,7 +164,7 @@ def _send_via_requests(
     json_body: Mapping[str, Any] | None,
     timeout: Timeout,
     max_body: int,
-    watch: _Watch,
+    watch: Watch,
 ) -> Answer:
     response = session.request(
         method,
@@ -189,7 +182,7 @@ def _send_via_requests(
     return Answer(response.status_code, response.reason or "", response.headers, content)
 
 
-def _read_body(chunks: Iterable[bytes], status: int, max_body: int, watch: _Watch) -> bytes:
+def _read_body(chunks: Iterable[bytes], status: int, max_body: int, watch: Watch) -> bytes:
     read: list[bytes] = []
     size = 0
     for chunk in chunks:
@@ -257,7 +250,7 @@ class DirectRoute:
         json_body: Mapping[str, Any] | None,
         timeout: Timeout,
         max_body: int,
-        watch: _Watch,
+        watch: Watch,
     ) -> Answer:
         if not url.startswith(self._base_url + "/"):
             raise requests.exceptions.InvalidURL(f"{url} is not under {self._base_url}")
@@ -321,165 +314,18 @@ def _as_requests_error(exc: BaseException) -> requests.RequestException:
     return requests.ConnectionError(text)
 
 
-# -- the watchdog ---------------------------------------------------------------------
-
-
-class _Watch:
-    """One call's deadline and the connection it holds; shuts that socket when late."""
-
-    def __init__(self, budget: float) -> None:
-        self.budget = budget
-        self.deadline = time.monotonic() + budget
-        self.fired = False
-        self.done = False
-        self._lock = threading.Lock()
-        self._connection: Any = None
-
-    def attach(self, connection: Any) -> None:
-        with self._lock:
-            self._connection = connection
-
-    def detach(self, connection: Any) -> None:
-        with self._lock:
-            if self._connection is connection:
-                self._connection = None
-
-    def start(self) -> None:
-        _WATCHDOG.watch(self, self.deadline)
-
-    def stop(self) -> None:
-        with self._lock:
-            self.done = True
-
-    def fire(self) -> float | None:
-        """Shut the call's socket; or, with no socket yet, when to look again."""
-        with self._lock:
-            if self.done:
-                return None
-            self.fired = True
-            shutdown = _shutdown_of(getattr(self._connection, "sock", None))
-            if shutdown is None:
-                return time.monotonic() + _RECHECK  # still connecting: look again shortly
-            # Under the lock: the pool cannot take the connection back meanwhile.
-            with contextlib.suppress(OSError, ValueError):
-                shutdown(socket.SHUT_RDWR)
-            return None
-
-
-class _Watchdog:
-    """One daemon thread per process for every call's deadline.
-
-    A thread per call (a ``threading.Timer``) costs ~0.1 ms of CPU to start,
-    as much as a Redis round trip; here a call only pushes its deadline on a
-    heap. Calls that ended are dropped from the top as new ones come, so the
-    heap holds about as many entries as calls in flight. The thread is woken
-    only for a deadline sooner than the one it sleeps until: calls with the
-    same budget come in deadline order, so a call costs no thread switch.
-    Rebuilt in a forked child (the parent's thread does not exist there).
-    """
-
-    def __init__(self) -> None:
-        self._reset()
-        if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork to survive
-            os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-        #: When the thread's sleep ends (``math.inf``: no deadline); ``None`` while it is awake.
-        self._asleep_until: float | None = None
-
-    def watch(self, watch: _Watch, at: float) -> None:
-        with self._cond:
-            while self._heap and self._heap[0][2].done:
-                heapq.heappop(self._heap)
-            heapq.heappush(self._heap, (at, next(self._order), watch))
-            if self._thread is None or not self._thread.is_alive():
-                # Also when an earlier start failed ("can't start new thread"): a
-                # thread that never ran must not leave every later call unwatched.
-                self._thread = threading.Thread(
-                    target=self._run, name="pictify-transport-watchdog", daemon=True
-                )
-                self._thread.start()
-            elif self._asleep_until is not None and at < self._asleep_until:
-                self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                watch = self._next_due()
-            try:
-                again = watch.fire()
-            except Exception:
-                # One socket that cannot be shut must not end the thread, and with it
-                # the deadline of every later call in this process. The call itself
-                # still ends as timed out (it is marked fired), when its reads end.
-                logger.exception("the transport watchdog could not end a late call")
-                continue
-            if again is not None:
-                self.watch(watch, again)
-
-    def _next_due(self) -> _Watch:
-        """Wait (the condition held) for the first call past its deadline that has not ended."""
-        while True:
-            while self._heap and self._heap[0][2].done:
-                heapq.heappop(self._heap)
-            wait = self._heap[0][0] - time.monotonic() if self._heap else None
-            if wait is not None and wait <= 0:
-                return heapq.heappop(self._heap)[2]
-            self._asleep_until = math.inf if wait is None else self._heap[0][0]
-            self._cond.wait(wait)
-            self._asleep_until = None
-
-
-_WATCHDOG = _Watchdog()
-
-
-def _shutdown_of(sock: Any) -> Any:
-    """The ``shutdown`` of a socket, of a TLS socket, or of a TLS-in-TLS transport's socket."""
-    if sock is None:
-        return None
-    return getattr(sock, "shutdown", None) or getattr(
-        getattr(sock, "socket", None), "shutdown", None
-    )
-
-
-_local = threading.local()
-
-
-def _current_watch() -> _Watch | None:
-    watch: _Watch | None = getattr(_local, "watch", None)
-    return watch
-
-
-@contextlib.contextmanager
-def _watched(budget: float) -> Iterator[_Watch]:
-    """A watch for the call this thread is about to make."""
-    watch = _Watch(budget)
-    outer = _current_watch()
-    _local.watch = watch
-    watch.start()
-    try:
-        yield watch
-    finally:
-        watch.stop()
-        _local.watch = outer
-
-
 class _WatchedHTTPPool(HTTPConnectionPool):
     """A pool that tells the calling thread's watch which connection it lends out."""
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         connection = super()._get_conn(timeout)
-        watch = _current_watch()
+        watch = current_watch()
         if watch is not None:
             watch.attach(connection)
         return connection
 
     def _put_conn(self, conn: Any) -> None:
-        watch = _current_watch()
+        watch = current_watch()
         if watch is not None and conn is not None:
             watch.detach(conn)
         super()._put_conn(conn)

@@ -32,6 +32,7 @@ from pictify_tasks import (
     ServerError,
     UnexpectedResponseError,
     transport,
+    watchdog,
 )
 from pictify_tasks.ids import idempotency_key_for
 from pictify_tasks.ratelimit import RateLimitInfo
@@ -495,7 +496,7 @@ class _Socket:
 
 
 def _watchdog_fires_in_this_process(result: typing.Any) -> None:
-    watch = transport._Watch(0.05)
+    watch = watchdog.Watch(0.05)
     sock = _Socket()
     watch.attach(types.SimpleNamespace(sock=sock))
     watch.start()
@@ -517,14 +518,14 @@ def test_the_watchdog_bounds_calls_in_a_forked_child_too(emulator: PictifyEmulat
 
 def test_a_call_with_a_sooner_deadline_wakes_the_sleeping_watchdog() -> None:
     """The watchdog sleeps until the first deadline; a sooner one must still be kept."""
-    late, soon = transport._Watch(60.0), transport._Watch(0.05)
+    late, soon = watchdog.Watch(60.0), watchdog.Watch(0.05)
     late_socket, soon_socket = _Socket(), _Socket()
     late.attach(types.SimpleNamespace(sock=late_socket))
     soon.attach(types.SimpleNamespace(sock=soon_socket))
     late.start()
     try:
         wait_until_asleep = time.monotonic() + 10
-        while transport._WATCHDOG._asleep_until is None and time.monotonic() < wait_until_asleep:
+        while watchdog._WATCHDOG._asleep_until is None and time.monotonic() < wait_until_asleep:
             time.sleep(0.01)
         soon.start()
         assert soon_socket.shut.wait(10)
@@ -545,7 +546,7 @@ def test_a_socket_that_cannot_be_shut_does_not_stop_the_watchdog(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Every later call of the process would run unbounded, and nothing would say so."""
-    broken, later = transport._Watch(0.01), transport._Watch(0.05)
+    broken, later = watchdog.Watch(0.01), watchdog.Watch(0.05)
     later_socket = _Socket()
     broken.attach(types.SimpleNamespace(sock=_UnshutSocket()))
     later.attach(types.SimpleNamespace(sock=later_socket))
@@ -568,14 +569,14 @@ def test_a_watchdog_thread_that_could_not_start_is_started_by_the_next_call(
         def start(self) -> None:
             raise RuntimeError("can't start new thread")
 
-    watchdog = transport._Watchdog()
-    monkeypatch.setattr(transport.threading, "Thread", Refused)
+    dog = watchdog._Watchdog()
+    monkeypatch.setattr(watchdog.threading, "Thread", Refused)
     with pytest.raises(RuntimeError):
-        watchdog.watch(transport._Watch(60.0), time.monotonic() + 60)
+        dog.watch(watchdog.Watch(60.0), time.monotonic() + 60)
     monkeypatch.undo()
-    soon, soon_socket = transport._Watch(0.05), _Socket()
+    soon, soon_socket = watchdog.Watch(0.05), _Socket()
     soon.attach(types.SimpleNamespace(sock=soon_socket))
-    watchdog.watch(soon, soon.deadline)
+    dog.watch(soon, soon.deadline)
     assert soon_socket.shut.wait(10)
 
 
@@ -584,7 +585,7 @@ def test_the_watchdog_keeps_only_the_calls_in_flight(
 ) -> None:
     for _ in range(50):
         client.get_batch(emulator.create_batch())
-    assert len(transport._WATCHDOG._heap) <= 2
+    assert len(watchdog._WATCHDOG._heap) <= 2
 
 
 def test_the_environment_is_read_once_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
