@@ -116,3 +116,11 @@ def test_a_redis_that_does_not_answer_is_a_transient_store_error() -> None:
         with pytest.raises(StateStoreError):
             call()
     client.close()
+
+
+def test_a_waiters_turn_notes_the_progress_its_poll_saw(store: StateStore) -> None:
+    store.wait_turn("b1", "task-w", TTL, message="{}", progress=(3, 10))
+    begin = store.begin_cancel("b1", "owner", 30, ASKED)
+    assert begin.acquired and begin.progress == (3, 10)
+    store.wait_turn("b2", "task-w", TTL, message="{}")  # no progress given: none noted
+    assert store.begin_cancel("b2", "owner", 30, ASKED).progress is None

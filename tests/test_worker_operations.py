@@ -92,3 +92,23 @@ def test_a_long_wait_shows_progress_and_polls_as_the_batch_goes(setup: Setup) ->
     assert seen[0]["total_items"] == 30 and 0 <= seen[0]["completed_items"] <= 30
     polls = setup.emulator.requests_matching("GET", f"/{final['batch_id']}/results")
     assert len(polls) < 3.0 / 0.1 / 3  # a third of polling every poll_interval, at most
+
+
+def test_a_polls_progress_is_noted_with_its_registration(setup: Setup) -> None:
+    """What a later cancel saves is counted from the last poll: noted in the waiter's round trip."""
+    setup.emulator.items_per_second = 5.0  # 30 items: about 6 s
+    try:
+        start = setup.app.tasks["pictify.start_batch"].s("tpl_noted", [{"n": n} for n in range(30)])
+        wait = setup.app.tasks["pictify.wait_for_batch"].s(poll_interval=0.2)
+        result = (start | wait).apply_async()
+        batch_id = result.parent.get(timeout=30)
+        key = setup.store.batch_key(batch_id, "progress")
+
+        def noted() -> bool:  # the start notes "0/30"; a poll, what it saw
+            value = setup.store.redis.get(key)
+            return value is not None and not value.startswith(b"0/") and value.endswith(b"/30")
+
+        assert eventually(noted, 20), "no poll noted the batch's progress"
+    finally:
+        setup.emulator.items_per_second = 0.0
+    assert result.get(timeout=30)["status"] == "completed"

@@ -95,6 +95,7 @@ class BatchEnds(abc.ABC):
         *,
         message: str | None = None,
         polled: BatchEnd | None = None,
+        progress: tuple[int, int] | None = None,
     ) -> WaitTurn:
         """One run of waiter ``waiter_id`` (a task id) asks the store about its batch.
 
@@ -102,7 +103,10 @@ class BatchEnds(abc.ABC):
         heard, the run claims the wait (``mine`` for the first claim only)
         and is no longer a waiter. Otherwise ``message`` (the waiter's task
         message, JSON) registers it as a waiter for ``ttl``; without one it
-        stops being a waiter.
+        stops being a waiter. ``progress`` (completed, total items, as the
+        run's poll saw them) is noted for ``ttl`` as
+        :meth:`~pictify_tasks.store.StateStore.note_progress` notes it, in the
+        same round trip.
         """
 
     @abc.abstractmethod

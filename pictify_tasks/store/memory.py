@@ -310,8 +310,11 @@ class MemoryStore(StateStore):
         *,
         message: str | None = None,
         polled: BatchEnd | None = None,
+        progress: tuple[int, int] | None = None,
     ) -> WaitTurn:
         with self._lock:
+            if progress is not None:
+                self._progress.set(batch_id, progress, ttl)
             waiters = dict(self._waiters.get(batch_id) or {})
             waiters.pop(waiter_id, None)
             end: BatchEnd | None = self._ended.get(batch_id) or polled

@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 
 from pictify_tasks.store.ends import BatchEnd, BatchEnds, WaitTurn
-from pictify_tasks.store.redis_keys import RedisClient, RedisKeys, load, text, transient
+from pictify_tasks.store.redis_keys import (
+    RedisClient,
+    RedisKeys,
+    load,
+    progress_value,
+    text,
+    transient,
+)
 
 __all__ = ["RedisBatchEnds"]
 
@@ -28,9 +35,11 @@ end
 return 1
 """
 
-# KEYS: ended, the waiter's done mark, waiters, webhook flag.
-# ARGV: waiter id, ttl s, message ('' to stop waiting), polled end json ('' if none).
+# KEYS: ended, the waiter's done mark, waiters, webhook flag, progress.
+# ARGV: waiter id, ttl s, message ('' to stop waiting), polled end json ('' if none),
+# progress "completed/total" ('' if none).
 WAIT = """
+if ARGV[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5], 'EX', ARGV[2]) end
 local ended = redis.call('GET', KEYS[1])
 if ended or ARGV[4] ~= '' then
   redis.call('HDEL', KEYS[3], ARGV[1])
@@ -74,11 +83,14 @@ class RedisBatchEnds(RedisKeys, BatchEnds):
         *,
         message: str | None = None,
         polled: BatchEnd | None = None,
+        progress: tuple[int, int] | None = None,
     ) -> WaitTurn:
-        parts = ("ended", f"waited:{waiter_id}", "waiters", "webhook")
+        parts = ("ended", f"waited:{waiter_id}", "waiters", "webhook", "progress")
         keys = [self.batch_key(batch_id, part) for part in parts]
         given = "" if polled is None else json.dumps(polled.to_json())
-        ended, mine, flag = self._wait(keys=keys, args=[waiter_id, int(ttl), message or "", given])
+        seen = "" if progress is None else progress_value(*progress)
+        args: list[str | int] = [waiter_id, int(ttl), message or "", given, seen]
+        ended, mine, flag = self._wait(keys=keys, args=args)
         end = BatchEnd.from_json(load(ended)) if text(ended) else None
         webhook = {"1": True, "0": False}.get(text(flag))
         return WaitTurn(end=end, mine=bool(mine), webhook=webhook)

@@ -17,7 +17,16 @@ from redis.cluster import RedisCluster
 
 from pictify_tasks.store.base import StateStoreError
 
-__all__ = ["RedisClient", "RedisKeys", "load", "pair", "progress", "text", "transient"]
+__all__ = [
+    "RedisClient",
+    "RedisKeys",
+    "load",
+    "pair",
+    "progress",
+    "progress_value",
+    "text",
+    "transient",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: A Redis server, or a Redis Cluster through any of its nodes.
@@ -64,8 +73,13 @@ class RedisKeys:
         return f"{self._prefix}:{{deadlines}}:index"
 
 
+def progress_value(completed: int, total: int) -> str:
+    """A batch's progress as the store keeps it: ``completed/total``."""
+    return f"{completed}/{total}"
+
+
 def progress(value: str) -> tuple[int, int] | None:
-    """``completed/total`` as numbers (``None`` when absent or unreadable)."""
+    """:func:`progress_value` read back as numbers (``None`` when absent or unreadable)."""
     completed, _, total = value.partition("/")
     try:
         return int(completed), int(total)

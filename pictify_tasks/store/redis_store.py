@@ -37,7 +37,15 @@ from pictify_tasks.store.records import (
     StartRequest,
 )
 from pictify_tasks.store.redis_ends import RedisBatchEnds
-from pictify_tasks.store.redis_keys import RedisClient, load, pair, progress, text, transient
+from pictify_tasks.store.redis_keys import (
+    RedisClient,
+    load,
+    pair,
+    progress,
+    progress_value,
+    text,
+    transient,
+)
 from pictify_tasks.store.redis_limiter import RedisLimiter
 from pictify_tasks.store.redis_upkeep import RedisUpkeep
 
@@ -207,8 +215,8 @@ class RedisStore(RedisUpkeep, RedisBatchEnds, StateStore):
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._start_key(made.start_id, "batch"), made.batch_id, ex=int(ttl))
         if made.total_items is not None:
-            progress = f"0/{made.total_items}"
-            pipe.set(self.batch_key(made.batch_id, "progress"), progress, ex=int(ttl))
+            started = progress_value(0, made.total_items)
+            pipe.set(self.batch_key(made.batch_id, "progress"), started, ex=int(ttl))
         if made.deadline is not None:
             self._queue_deadline(pipe, made.batch_id, made.deadline, ttl)
         if made.webhook is not None:

@@ -18,7 +18,7 @@ from pictify_tasks.store.base import (
     read_link_value,
 )
 from pictify_tasks.store.records import WantedCancel
-from pictify_tasks.store.redis_keys import RedisKeys, text, transient
+from pictify_tasks.store.redis_keys import RedisKeys, progress_value, text, transient
 
 __all__ = ["RedisUpkeep"]
 
@@ -50,7 +50,9 @@ class RedisUpkeep(RedisKeys):
 
     @transient
     def note_progress(self, batch_id: str, completed: int, total: int, ttl: int) -> None:
-        self._redis.set(self.batch_key(batch_id, "progress"), f"{completed}/{total}", ex=int(ttl))
+        self._redis.set(
+            self.batch_key(batch_id, "progress"), progress_value(completed, total), ex=int(ttl)
+        )
 
     @transient
     def items_not_rendered(self, workflow_id: str) -> int:

@@ -124,16 +124,14 @@ def wait_for_batch_task(
         self.come_back(max(poll_interval, runtime.policy.countdown(1, error)), error=error)
     if info.is_terminal:
         return _ended(self, info, raise_on)
-    if info.completed_items is not None and info.total_items is not None:
-        # What a later cancel saves is counted from this; without it, nothing is lost.
-        with contextlib.suppress(StateStoreError):
-            runtime.store.note_progress(
-                batch_id, info.completed_items, info.total_items, runtime.settings.link_ttl
-            )
     if not self.request.is_eager:
         self.update_state(state=PROGRESS, meta=_progress(info))
     # After the PROGRESS state: a run woken from here on stores its result after it.
-    heard = ends.register()
+    # The progress rides along: what a later cancel saves is counted from it.
+    seen = None
+    if info.completed_items is not None and info.total_items is not None:
+        seen = (info.completed_items, info.total_items)
+    heard = ends.register(seen)
     if heard is not None:
         return _ended(self, heard, raise_on)
     # With a webhook to tell the end, the safety net's interval; else aimed at the end.

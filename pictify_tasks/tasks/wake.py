@@ -101,12 +101,20 @@ class WaitEnds:
         )
         self._claimed(turn)
 
-    def register(self) -> BatchInfo | None:
-        """Become a waiter of the batch; the end instead, if it was heard meanwhile."""
+    def register(self, progress: tuple[int, int] | None = None) -> BatchInfo | None:
+        """Become a waiter of the batch; the end instead, if it was heard meanwhile.
+
+        ``progress`` (completed, total: what this run's poll saw) is noted in
+        the same round trip; what a later cancel saves is counted from it.
+        """
         if self._task.request.is_eager:
-            return None  # nothing could send an eager task again
+            # Nothing could send an eager task again: no waiter, only the progress.
+            if progress is not None:
+                with contextlib.suppress(StateStoreError):
+                    self._task.runtime.store.note_progress(self._batch_id, *progress, self._ttl())
+            return None
         message = _dumps(dict(self._task.again()))
-        turn = self._turn(message)
+        turn = self._turn(message, progress)
         self._registered = turn is not None and turn.end is None
         return None if turn is None or turn.end is None else self._claimed(turn)
 
@@ -118,10 +126,14 @@ class WaitEnds:
             return settings.webhook_poll_interval
         return poll_interval
 
-    def _turn(self, message: str | None = None) -> WaitTurn | None:
+    def _turn(
+        self, message: str | None = None, progress: tuple[int, int] | None = None
+    ) -> WaitTurn | None:
         store = self._task.runtime.store
         with contextlib.suppress(StateStoreError):
-            turn = store.wait_turn(self._batch_id, self._waiter_id(), self._ttl(), message=message)
+            turn = store.wait_turn(
+                self._batch_id, self._waiter_id(), self._ttl(), message=message, progress=progress
+            )
             if turn.webhook is not None:
                 self._webhook = turn.webhook
             return turn
