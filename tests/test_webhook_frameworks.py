@@ -81,6 +81,36 @@ def test_the_django_view(celery_app: Celery) -> None:
     assert heard(celery_app)
     forged = RequestFactory().post(PATH, data=body, content_type="application/json")
     assert view(forged).status_code == 401
+    # A middleware that read the body first leaves it readable for the view.
+    body, headers = delivery("b2")
+    meta = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}
+    read_before = RequestFactory().post(PATH, data=body, content_type="application/json", **meta)
+    assert read_before.body == body
+    assert view(read_before).status_code == 202 and heard(celery_app, "b2")
+
+
+def test_the_django_view_reads_no_more_than_a_delivery_can_be(celery_app: Celery) -> None:
+    pytest.importorskip("django")
+    import django
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIRequest
+    from django.test import RequestFactory
+
+    if not settings.configured:
+        settings.configure(ALLOWED_HOSTS=["testserver"], SECRET_KEY="tests", USE_TZ=True)
+        django.setup()
+    from pictify_tasks.webhooks.django import webhook_view
+
+    huge = EndlessBody(2 * 1024 * 1024)  # under Django's own limit (2.5 MB by default)
+    meta = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in delivery()[1].items()}
+    environ = RequestFactory()._base_environ(
+        PATH_INFO=PATH, REQUEST_METHOD="POST", CONTENT_LENGTH=str(huge.size), **meta
+    )
+    environ["wsgi.input"] = huge
+    response = webhook_view(celery_app)(WSGIRequest(environ))
+    assert response.status_code == 413
+    assert huge.read_bytes <= 2 * MAX_BODY
+    assert not heard(celery_app)
 
 
 def test_the_flask_view(celery_app: Celery) -> None:
