@@ -187,7 +187,7 @@ def status(batch_id: str, as_json: bool) -> None:
             raise CliError(ExitCode.NO_KEY, _NO_KEY)
     report = Report()
     ledger = report.run("ledger", lambda: ledger_view(runtime.store.cancel_state(batch_id)))
-    api = report.run("api", lambda: api_view(runtime.client, batch_id))
+    api = report.run("api", lambda: api_view(runtime.client, batch_id, runtime.limiter))
     if as_json:
         click.echo(json.dumps({"batch_id": batch_id, "api": api, "ledger": ledger}, indent=2))
     else:
@@ -309,7 +309,10 @@ def check() -> None:
     )
     key = runtime.settings.api_key
     if report.check("api key", key is not None, "set", ExitCode.NO_KEY, _NO_KEY):
-        report.run("api", lambda: api_view(runtime.client, "pictify-check-key", check=True))
+        report.run(
+            "api",
+            lambda: api_view(runtime.client, "pictify-check-key", runtime.limiter, check=True),
+        )
     report.run("state store", lambda: store_view(runtime.store, runtime.settings))
     report.run("broker", lambda: broker_view(app))
     report.exit()

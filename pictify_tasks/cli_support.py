@@ -7,6 +7,7 @@ they do, and so that the mapping from an error to an exit code is one table.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Callable, TypeVar
@@ -22,6 +23,8 @@ from pictify_tasks.errors import (
     InvalidBatchIdError,
     PictifyError,
 )
+from pictify_tasks.ratelimit import Priority, RateLimiter
+from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.revoke.links import Scope
 from pictify_tasks.settings import PictifySettings, _safe_url
 from pictify_tasks.store import MemoryStore, StateStore, StateStoreError
@@ -132,11 +135,54 @@ class Report:
 # -- views: what the commands print, as plain data --------------------------------------
 
 
-def api_view(client: PictifyClient, batch_id: str, *, check: bool = False) -> Any:
+#: The longest a command waits for a request token from the workers' limiter.
+TOKEN_WAIT = 30.0
+
+
+def take_token(
+    limiter: RateLimiter,
+    what: str,
+    *,
+    within: float = TOKEN_WAIT,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Take a request token from the limiter the workers share, as a poll takes one.
+
+    An operator's look spends the key's budget like any request, at the
+    lowest priority: never before a waiting cancel, never into a 429. A
+    command may wait (it is no worker); past ``within`` seconds it gives up
+    with :class:`~pictify_tasks.retry.NoTokenInTimeError`. A state store that
+    does not answer does not stop one look (the command reports the store on
+    a line of its own).
+    """
+    deadline = clock() + within
+    while True:
+        try:
+            wait = limiter.acquire(Priority.POLL)
+        except StateStoreError:
+            return
+        if wait <= 0:
+            return
+        left = deadline - clock()
+        if wait > left:
+            raise NoTokenInTimeError(
+                f"{what}: the API key's rate limit has no request for this command "
+                f"for {wait:.1f}s (the workers' cancels go first); try again later",
+                retry_after=wait,
+            )
+        sleep(wait)
+
+
+def api_view(
+    client: PictifyClient, batch_id: str, limiter: RateLimiter, *, check: bool = False
+) -> Any:
     """A batch as the API sees it; with ``check``, whether the API accepted the key.
 
     Asking for a batch needs a valid key: a 404 means the key was accepted.
+    The request takes a token from ``limiter`` first (:func:`take_token`).
     """
+    take_token(limiter, "the key check" if check else f"status of batch {batch_id}")
     try:
         info = client.get_batch(batch_id)
     except BatchNotFoundError:

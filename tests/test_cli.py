@@ -23,6 +23,9 @@ import pictify_tasks
 from pictify_tasks import configure
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.cli import ExitCode, pictify
+from pictify_tasks.cli_support import take_token
+from pictify_tasks.ratelimit import Priority
+from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.testing import PictifyEmulator, assert_cancelled_once, use_emulator
 from tests.workflows import eventually
 
@@ -208,6 +211,39 @@ def test_status_exit_codes(
     configure(app, **settings)
     expect(run(app, "status", emulator.create_batch()), code, text)
     expect(run(app, "status", "bad id"), ExitCode.BAD_ID, "may only contain")
+
+
+def test_status_and_check_take_their_request_from_the_shared_limit(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    batch_id = emulator.create_batch()
+    configure(app, rate_limit="1/h")  # one request an hour for this key: the first look's
+    try:
+        expect(run(app, "check"), ExitCode.OK, "accepted the key")  # it takes the token
+        expect(run(app, "status", batch_id), ExitCode.API, "rate limit has no request")
+    finally:
+        configure(app, rate_limit=None)
+    assert len(emulator.requests_matching("GET", "/results")) == 1
+
+
+class _Limiter:
+    def __init__(self, *waits: float) -> None:
+        self.waits = list(waits)
+
+    def acquire(self, priority: Priority) -> float:
+        assert priority == Priority.POLL  # an operator's look never goes before a cancel
+        return self.waits.pop(0)
+
+    def observe(self, status: int, info: object) -> None:
+        """Not asked here."""
+
+
+def test_a_command_waits_for_its_token_within_a_bound() -> None:
+    slept: list[float] = []
+    take_token(_Limiter(2.5, 0.0), "a look", sleep=slept.append, clock=lambda: 0.0)
+    assert slept == [2.5]
+    with pytest.raises(NoTokenInTimeError, match=r"for 31\.0s"):
+        take_token(_Limiter(31.0), "a look", sleep=slept.append, clock=lambda: 0.0)
 
 
 # -- links and cancel-workflow ----------------------------------------------------------
