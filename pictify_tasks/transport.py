@@ -240,6 +240,8 @@ class DirectRoute:
             pool = adapter.get_connection(base_url)
         if not isinstance(pool, _WatchedHTTPPool):
             return None
+        # What ``requests`` does to the pool before each call: its TLS checks.
+        adapter.cert_verify(pool, base_url, session.verify, None)  # type: ignore[no-untyped-call]
         return cls(session, pool, base_url, (parts.path or "").rstrip("/"))
 
     def send(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -153,3 +154,17 @@ def test_no_direct_route_where_requests_has_work_to_do(monkeypatch: pytest.Monke
     assert DirectRoute.of(new_session(base_url), base_url) is None
     mounted = new_session(base_url)
     assert isinstance(mounted.get_adapter(base_url), DeadlineAdapter)
+
+
+def test_the_direct_route_verifies_tls_as_requests_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    base_url = "https://api.pictify.io"
+    route = DirectRoute.of(new_session(base_url), base_url)
+    assert route is not None and route.pool.cert_reqs == "CERT_REQUIRED"
+    bundle = tmp_path / "corporate.pem"
+    bundle.write_text("")  # read only when a connection is made
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    route = DirectRoute.of(new_session(base_url), base_url)
+    assert route is not None and route.pool.cert_reqs == "CERT_REQUIRED"
+    assert route.pool.ca_certs == str(bundle)
