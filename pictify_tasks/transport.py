@@ -135,15 +135,14 @@ def send(
     adapter the deadline is still checked between reads, but a slow read is
     not cut.
     """
+    call = _Call(method, url, headers, json_body, timeout, max_body)
     budget = call_seconds(timeout)
     with watched(budget) as watch:
         try:
             if route is not None:
-                answer = route.send(method, url, headers, json_body, timeout, max_body, watch)
+                answer = route.send(call, watch)
             else:
-                answer = _send_via_requests(
-                    session, method, url, headers, json_body, timeout, max_body, watch
-                )
+                answer = _send_via_requests(session, call, watch)
         except requests.RequestException:
             if watch.fired:
                 raise CallTimedOut(budget) from None
@@ -156,27 +155,32 @@ def send(
     return answer
 
 
-def _send_via_requests(
-    session: requests.Session,
-    method: str,
-    url: str,
-    headers: Mapping[str, str],
-    json_body: Mapping[str, Any] | None,
-    timeout: Timeout,
-    max_body: int,
-    watch: Watch,
-) -> Answer:
+@dataclass(frozen=True)
+class _Call:
+    """One call's request and bounds, as :func:`send` was given them."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    json_body: Mapping[str, Any] | None
+    timeout: Timeout
+    max_body: int
+
+
+def _send_via_requests(session: requests.Session, call: _Call, watch: Watch) -> Answer:
     response = session.request(
-        method,
-        url,
-        headers=dict(headers),
-        json=json_body,
-        timeout=timeout,
+        call.method,
+        call.url,
+        headers=dict(call.headers),
+        json=call.json_body,
+        timeout=call.timeout,
         allow_redirects=False,
         stream=True,
     )
     try:
-        content = _read_body(response.iter_content(_CHUNK), response.status_code, max_body, watch)
+        content = _read_body(
+            response.iter_content(_CHUNK), response.status_code, call.max_body, watch
+        )
     finally:
         response.close()
     return Answer(response.status_code, response.reason or "", response.headers, content)
@@ -244,42 +248,34 @@ class DirectRoute:
         adapter.cert_verify(pool, base_url, session.verify, None)  # type: ignore[no-untyped-call]
         return cls(session, pool, base_url, (parts.path or "").rstrip("/"))
 
-    def send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        json_body: Mapping[str, Any] | None,
-        timeout: Timeout,
-        max_body: int,
-        watch: Watch,
-    ) -> Answer:
+    def send(self, call: _Call, watch: Watch) -> Answer:
+        url = call.url
         if not url.startswith(self._base_url + "/"):
             raise requests.exceptions.InvalidURL(f"{url} is not under {self._base_url}")
         merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict(self._session.headers)
-        merged.update(headers)
+        merged.update(call.headers)
         body = None
-        if json_body is not None:
+        if call.json_body is not None:
             try:
-                body = json.dumps(json_body, allow_nan=False).encode("utf-8")
+                body = json.dumps(call.json_body, allow_nan=False).encode("utf-8")
             except ValueError as exc:
                 raise requests.exceptions.InvalidJSONError(exc) from None
             merged.setdefault("Content-Type", "application/json")
         response = None
         try:
             response = self.pool.urlopen(
-                method,
+                call.method,
                 self._base_path + url[len(self._base_url) :],
                 body=body,
                 headers=dict(merged),
                 retries=False,
                 redirect=False,
                 assert_same_host=False,
-                timeout=_urllib3_timeout(timeout),
+                timeout=_urllib3_timeout(call.timeout),
                 preload_content=False,
                 decode_content=True,
             )
-            content = _read_body(response.stream(_CHUNK), response.status, max_body, watch)
+            content = _read_body(response.stream(_CHUNK), response.status, call.max_body, watch)
             return Answer(response.status, response.reason or "", response.headers, content)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _as_requests_error(exc) from None
