@@ -45,7 +45,7 @@ from pictify_tasks.models import (
 from pictify_tasks.ratelimit import RateLimitInfo, rate_limit_from
 from pictify_tasks.redaction import Redactor, clip, mask_secret
 from pictify_tasks.render_body import PYTHON_NAMES, build_render_body, render_body_errors
-from pictify_tasks.settings import DEFAULT_BASE_URL, clean_api_key
+from pictify_tasks.settings import DEFAULT_BASE_URL, check_url, clean_api_key
 from pictify_tasks.transport import (
     MAX_BODY,
     Answer,
@@ -118,6 +118,8 @@ class PictifyClient:
         api_key = clean_api_key(api_key, name="PictifyClient's api_key")
         if not api_key:
             raise ImproperlyConfigured("PictifyClient needs a non-empty API key")
+        if session is None:  # a session passed in may have adapters for other schemes
+            check_url(base_url, "PictifyClient's base_url", schemes=("http", "https"))
         self._api_key = api_key
         self._redact = Redactor(api_key)
         self.base_url = base_url.rstrip("/")

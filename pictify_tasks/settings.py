@@ -92,9 +92,9 @@ class PictifySettings:
             object.__setattr__(
                 self, "api_key", clean_api_key(self.api_key, name="pictify_api_key") or None
             )
-        _check_url(self.base_url, "pictify_base_url", schemes=("http", "https"))
+        check_url(self.base_url, "pictify_base_url", schemes=("http", "https"))
         if self.state_url is not None and self.state_url != MEMORY_STATE_URL:
-            _check_url(self.state_url, "pictify_state_url", schemes=tuple(REDIS_SCHEMES))
+            check_url(self.state_url, "pictify_state_url", schemes=tuple(REDIS_SCHEMES))
         for name in _POSITIVE:
             _check_positive(getattr(self, name), f"pictify_{name}")
         if not (finite(self.sweep_interval) and self.sweep_interval >= 0):
@@ -126,7 +126,7 @@ class PictifySettings:
                 f"pictify_revoke_scope must be a Scope, got {self.revoke_scope!r}"
             )
         if self.webhook_url is not None:
-            _check_url(self.webhook_url, "pictify_webhook_url", schemes=("http", "https"))
+            check_url(self.webhook_url, "pictify_webhook_url", schemes=("http", "https"))
         object.__setattr__(self, "webhook_secret", webhook_secrets(self.webhook_secret))
 
     @property
@@ -237,8 +237,12 @@ def _check_positive(value: float, name: str) -> None:
         raise ImproperlyConfigured(f"{name} must be greater than 0, got {value!r}")
 
 
-def _check_url(url: str, name: str, *, schemes: tuple[str, ...]) -> None:
-    parts = urlsplit(url)
+def check_url(url: str, name: str, *, schemes: tuple[str, ...]) -> None:
+    """:class:`ImproperlyConfigured` naming ``name`` unless ``url`` is one of ``schemes``' URLs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = urlsplit("")
     if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "unix"):
         raise ImproperlyConfigured(
             f"{name} must be a URL starting with one of {sorted(schemes)}://, "
@@ -263,7 +267,10 @@ def _check_cluster_url(url: str | None) -> None:
 
 def _safe_url(url: str) -> str:
     """A URL with any password replaced, for messages."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unreadable: whatever it holds is not shown
+        return "<a URL that cannot be parsed>"
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()

@@ -223,8 +223,11 @@ class DirectRoute:
     def of(cls, session: requests.Session, base_url: str) -> DirectRoute | None:
         """The route for calls to ``base_url`` through ``session``, or ``None`` if it has none."""
         base_url = base_url.rstrip("/")
-        parts = urllib3.util.parse_url(base_url)
-        adapter = session.get_adapter(base_url)
+        try:
+            parts = urllib3.util.parse_url(base_url)
+            adapter = session.get_adapter(base_url)
+        except (ValueError, requests.RequestException):  # ``requests`` will say what is wrong
+            return None
         if (
             session.trust_env
             or session.cert is not None

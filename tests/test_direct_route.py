@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from pictify_tasks import (
+    ImproperlyConfigured,
     PictifyClient,
     PictifyConnectionError,
     PictifyError,
@@ -148,6 +149,7 @@ def test_no_direct_route_where_requests_has_work_to_do(monkeypatch: pytest.Monke
     with_cert = new_session(base_url)
     with_cert.cert = "/etc/ssl/client.pem"
     assert DirectRoute.of(with_cert, base_url) is None
+    assert DirectRoute.of(new_session(base_url), "http://a b") is None  # requests will say why
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
@@ -168,3 +170,12 @@ def test_the_direct_route_verifies_tls_as_requests_does(
     route = DirectRoute.of(new_session(base_url), base_url)
     assert route is not None and route.pool.cert_reqs == "CERT_REQUIRED"
     assert route.pool.ca_certs == str(bundle)
+
+
+@pytest.mark.parametrize(
+    "base_url", ["localhost:8000", "not a url", "ftp://x", "http://", "", "http://[::1"]
+)
+def test_a_base_url_that_is_no_http_url_is_refused_at_once(base_url: str) -> None:
+    # Before: accepted, then every call failed as a retryable connection error.
+    with pytest.raises(ImproperlyConfigured, match="PictifyClient's base_url"):
+        PictifyClient("pk_test_abc", base_url=base_url)

@@ -76,6 +76,8 @@ def test_state_defaults_to_a_redis_broker() -> None:
         ("pictify_timeout", 0, "greater than 0"),
         ("pictify_cancel_max_attempts", 0, "at least 1"),
         ("pictify_base_url", "ftp://x", "must be a URL"),
+        ("pictify_base_url", "http://[::1", "cannot be parsed"),
+        ("pictify_state_url", "redis://user:pw@[::1", "cannot be parsed"),
         ("pictify_state_url", "amqp://x", "must be a URL"),
         ("pictify_revoke_scope", "everything", "must be one of"),
         ("pictify_retry_backoff_max", -1, "greater than 0"),
