@@ -6,11 +6,16 @@ queue); then nothing would ever send that cancel. Every worker runs this
 bootstep; every ``pictify_sweep_interval`` seconds one of them (a lock in the
 store) re-publishes the wanted cancels older than one interval that have no
 outcome and no live lease. ``pictify_sweep_interval = 0`` switches it off.
+
+The same thread cancels the batches past their ``max_runtime``, more often:
+every :data:`DEADLINE_TICK` seconds at most (one round trip, under a lock of
+its own), so a deadline is kept within seconds, not within a sweep interval.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -20,23 +25,34 @@ from pictify_tasks._guard import logged_not_raised
 from pictify_tasks._runtime import Runtime, runtime_for
 from pictify_tasks._steps import ThreadStep
 
-__all__ = ["CancelSweep", "sweep_once"]
+__all__ = ["DEADLINE_TICK", "CancelSweep", "cancel_due_deadlines", "sweep_once", "sweep_ticks"]
 
 logger = logging.getLogger("pictify_tasks.sweep")
 
 #: At most this many cancels are re-sent by one sweep (the next sweep goes on).
 SWEEP_LIMIT = 1000
+#: The longest time between two looks for batches past their ``max_runtime``.
+DEADLINE_TICK = 5.0
 
 
-def sweep_once(runtime: Runtime, owner: str, *, now: float | None = None) -> list[str]:
-    """One sweep, if this owner gets the lock: re-send stale wanted cancels; return their ids."""
-    interval = runtime.settings.sweep_interval
+def sweep_ticks(interval: float) -> tuple[float, int]:
+    """The thread's tick (at most :data:`DEADLINE_TICK` s) and how many make one ``interval``.
+
+    The ticks divide the interval evenly, so the full sweep keeps its interval.
+    """
+    count = max(1, math.ceil(interval / DEADLINE_TICK))
+    return interval / count, count
+
+
+def cancel_due_deadlines(runtime: Runtime, owner: str, *, now: float | None = None) -> list[str]:
+    """Cancel the batches past their ``max_runtime``, if this owner gets the lock; their ids."""
     now = time.time() if now is None else now
     store = runtime.store
-    # The lock lives a little less than an interval, so the next sweep (by anyone) is free.
-    if not store.claim_sweep(owner, interval * 0.9):
+    tick, _ = sweep_ticks(runtime.settings.sweep_interval)
+    # The lock lives a little less than a tick, so the next look (by anyone) is free.
+    if not store.claim_sweep(owner, tick * 0.9, part="deadlines"):
         return []
-    # Taken and recorded as wanted in one go: publishing is all that is left (the next
+    # Taken and recorded as wanted in one go: publishing is all that is left (the
     # sweep re-sends any this one does not get out).
     due = store.take_due_deadlines(now, SWEEP_LIMIT, runtime.settings.wanted_ttl)
     if due:
@@ -46,6 +62,19 @@ def sweep_once(runtime: Runtime, owner: str, *, now: float | None = None) -> lis
             [w.batch_id for w in due],
         )
         runtime.fanout.publisher.publish(due)
+    return [w.batch_id for w in due]
+
+
+def sweep_once(runtime: Runtime, owner: str, *, now: float | None = None) -> list[str]:
+    """One sweep: passed deadlines (:func:`cancel_due_deadlines`), then, if this owner gets
+    the lock, the stale wanted cancels re-sent; return the re-sent ids."""
+    interval = runtime.settings.sweep_interval
+    now = time.time() if now is None else now
+    store = runtime.store
+    cancel_due_deadlines(runtime, owner, now=now)
+    # The lock lives a little less than an interval, so the next sweep (by anyone) is free.
+    if not store.claim_sweep(owner, interval * 0.9):
+        return []
     stale = store.take_stale_wanted(now - interval, now, SWEEP_LIMIT)
     if stale:
         logger.warning(
@@ -66,9 +95,15 @@ class _SweepThread(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.wait(self._interval):
+        tick, per_sweep = sweep_ticks(self._interval)
+        ticks = 0
+        while not self.stopping.wait(tick):
+            ticks += 1
             with logged_not_raised(logger, "the sweep"):
-                sweep_once(self._runtime, self._owner)
+                if ticks % per_sweep == 0:
+                    sweep_once(self._runtime, self._owner)
+                else:
+                    cancel_due_deadlines(self._runtime, self._owner)
 
 
 class CancelSweep(ThreadStep):

@@ -252,6 +252,8 @@ def test_a_taken_deadline_is_a_wanted_cancel_until_its_task_is_published(
 def test_one_sweeper_at_a_time(store: StateStore) -> None:
     assert store.claim_sweep("worker-a", 30)
     assert not store.claim_sweep("worker-b", 30)
+    assert store.claim_sweep("worker-b", 30, part="deadlines")  # each part its own lock
+    assert not store.claim_sweep("worker-a", 30, part="deadlines")
 
 
 # -- starts --------------------------------------------------------------------------------------

@@ -9,16 +9,22 @@ from celery import Celery
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.revoke.links import BatchLinks
 from pictify_tasks.store.records import WantedCancel
-from pictify_tasks.sweep import sweep_once
+from pictify_tasks.sweep import (
+    DEADLINE_TICK,
+    _SweepThread,
+    cancel_due_deadlines,
+    sweep_once,
+    sweep_ticks,
+)
 from tests.fakes import RecordingPublisher, memory_app
 
 #: The links of a batch a test gives a deadline (no test here revokes them).
 LINKS = BatchLinks(frozenset({"wf-deadline"}), frozenset())
 
 
-def app_with_publisher() -> tuple[Celery, RecordingPublisher]:
+def app_with_publisher(interval: float = 30) -> tuple[Celery, RecordingPublisher]:
     app = memory_app("sweep-test")
-    app.conf.pictify_sweep_interval = 30
+    app.conf.pictify_sweep_interval = interval
     publisher = RecordingPublisher()
     runtime_for(app).fanout.publisher = publisher
     return app, publisher
@@ -75,4 +81,43 @@ def test_a_fresh_cancel_is_left_alone() -> None:
     runtime.store.want_cancels([WantedCancel("b1", time.time(), "")], 7200)
     assert sweep_once(runtime, "worker-a") == []
     assert publisher.calls == []
+    app.close()
+
+
+def test_the_thread_ticks_for_deadlines_and_keeps_the_sweeps_interval() -> None:
+    assert sweep_ticks(60) == (5.0, 12)  # a full sweep every 12th tick
+    assert sweep_ticks(7) == (3.5, 2)
+    assert sweep_ticks(1) == (1.0, 1)
+    assert all(sweep_ticks(n)[0] <= DEADLINE_TICK for n in (0.5, 5, 5.01, 59, 3600))
+
+
+def test_deadlines_have_a_lock_of_their_own() -> None:
+    app, publisher = app_with_publisher()
+    runtime = runtime_for(app)
+    now = time.time()
+    runtime.store.link_batch("late", LINKS, 7200, deadline=now - 1)
+    assert cancel_due_deadlines(runtime, "worker-a", now=now) == ["late"]
+    runtime.store.link_batch("later", LINKS, 7200, deadline=now - 1)
+    assert cancel_due_deadlines(runtime, "worker-b", now=now) == []  # a holds the lock
+    assert runtime.store.claim_sweep("worker-b", 30)  # the sweep's own lock is free
+    assert cancel_due_deadlines(runtime, "worker-a", now=now) == ["later"]
+    assert publisher.calls == [["late"], ["later"]]
+    app.close()
+
+
+def test_a_passed_deadline_is_cancelled_within_a_tick_not_a_sweep_interval() -> None:
+    app, publisher = app_with_publisher(interval=60)
+    runtime = runtime_for(app)
+    assert runtime.settings.sweep_interval == 60
+    runtime.store.link_batch("late", LINKS, 7200, deadline=time.time() + 0.2)
+    thread = _SweepThread(runtime, "worker-a", 60.0)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 3 * DEADLINE_TICK
+        while publisher.calls != [["late"]] and time.monotonic() < deadline:
+            time.sleep(0.05)  # a poll with a deadline: the thread publishes on its own clock
+        assert publisher.calls == [["late"]]
+    finally:
+        thread.stopping.set()
+        thread.join(10)
     app.close()

@@ -229,8 +229,13 @@ class StateStore(BatchEnds, abc.ABC):
     # -- the sweep -----------------------------------------------------------------------
 
     @abc.abstractmethod
-    def claim_sweep(self, owner: str, seconds: float) -> bool:
-        """Whether ``owner`` may sweep for the next ``seconds`` (one sweeper at a time)."""
+    def claim_sweep(self, owner: str, seconds: float, *, part: str = "sweep") -> bool:
+        """Whether ``owner`` may sweep for the next ``seconds`` (one sweeper at a time).
+
+        ``part`` names one of the sweep's jobs (``"sweep"``: stale wanted
+        cancels; ``"deadlines"``: passed ``max_runtime`` deadlines), each with
+        a lock of its own, as they run at different intervals.
+        """
 
     @abc.abstractmethod
     def take_due_deadlines(

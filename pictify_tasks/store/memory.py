@@ -215,9 +215,9 @@ class MemoryStore(StateStore):
             self._want(cancels, wanted_ttl, now)
             return cancels
 
-    def claim_sweep(self, owner: str, seconds: float) -> bool:
+    def claim_sweep(self, owner: str, seconds: float, *, part: str = "sweep") -> bool:
         with self._lock:
-            return bool(self._sweeper.setdefault("lock", owner, seconds) == owner)
+            return bool(self._sweeper.setdefault(part, owner, seconds) == owner)
 
     def take_stale_wanted(self, before: float, now: float, limit: int) -> list[WantedCancel]:
         with self._lock:

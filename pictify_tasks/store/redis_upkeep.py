@@ -77,8 +77,12 @@ class RedisUpkeep(RedisKeys):
         return cancels
 
     @transient
-    def claim_sweep(self, owner: str, seconds: float) -> bool:
-        key = f"{self._prefix}:{{sweep}}:lock"
+    def claim_sweep(self, owner: str, seconds: float, *, part: str = "sweep") -> bool:
+        key = (
+            f"{self._prefix}:{{sweep}}:lock"
+            if part == "sweep"
+            else f"{self._prefix}:{{sweep}}:{part}"
+        )
         return bool(self._redis.set(key, owner, nx=True, px=max(1, int(seconds * 1000))))
 
     @transient
