@@ -119,3 +119,27 @@ def eager_app(emulator: PictifyEmulator, **conf: Any) -> Celery:
     app.conf.update({**defaults, **conf})
     pictify_tasks.install(app)
     return app
+
+
+def retrying_app(emulator: PictifyEmulator, **conf: Any) -> Celery:
+    """:func:`eager_app` whose retries wait hundredths of a second; ``conf`` adds or overrides."""
+    fast = {"pictify_retry_backoff_base": 0.01, "pictify_retry_backoff_max": 0.02}
+    return eager_app(emulator, **{**fast, **conf})
+
+
+class Heard:
+    """Records what ``signal`` was sent with, while used as a context manager."""
+
+    def __init__(self, signal: Any) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self._signal = signal
+
+    def __call__(self, sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+
+    def __enter__(self) -> Heard:
+        self._signal.connect(self, weak=False, dispatch_uid=f"heard-{id(self)}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._signal.disconnect(self, dispatch_uid=f"heard-{id(self)}")

@@ -24,7 +24,7 @@ from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.base import RevokedWork
 from pictify_tasks.store.records import StartRequest
 from pictify_tasks.testing import PictifyEmulator
-from tests.fakes import eager_app
+from tests.fakes import Heard, retrying_app
 
 
 class StoreDownAtFirst(MemoryStore):
@@ -50,12 +50,8 @@ class StoreDownAtFirst(MemoryStore):
 
 @pytest.fixture
 def app(emulator: PictifyEmulator) -> Iterator[Celery]:
-    app = eager_app(
-        emulator,
-        pictify_retry_backoff_base=0.01,
-        pictify_retry_backoff_max=0.02,
-        pictify_cancel_max_attempts=1,  # an attempt cap counts HTTP attempts, not store trouble
-    )
+    # An attempt cap counts HTTP attempts, not store trouble.
+    app = retrying_app(emulator, pictify_cancel_max_attempts=1)
     yield app
     pictify_tasks.uninstall(app)
 
@@ -225,16 +221,6 @@ def test_a_recorded_body_that_is_not_valid_is_never_sent(
     assert emulator.requests_matching("POST", "/batch-render") == []
 
 
-class Heard:
-    """What ``cancel_failed`` was sent with."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def __call__(self, sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
-        self.calls.append(kwargs)
-
-
 def test_a_start_whose_replay_fails_for_good_is_a_loud_cancel_failure(
     app: Celery, emulator: PictifyEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -245,14 +231,9 @@ def test_a_start_whose_replay_fails_for_good_is_a_loud_cancel_failure(
     use_store(app, store)
     record_start(store, "start-4", [{"name": "Ada"}])
     emulator.inject(status=503, times=2, path_contains="/batch-render")
-    heard = Heard()
-    cancel_failed.connect(heard, weak=False, dispatch_uid="test_cancel_tasks.heard")
     caplog.set_level(logging.ERROR, logger="pictify_tasks.cancel")
-    try:
-        with pytest.raises(ServerError):
-            app.tasks["pictify.cancel_start"].delay("start-4").get()
-    finally:
-        cancel_failed.disconnect(heard, dispatch_uid="test_cancel_tasks.heard")
+    with Heard(cancel_failed) as heard, pytest.raises(ServerError):
+        app.tasks["pictify.cancel_start"].delay("start-4").get()
     [sent] = heard.calls
     assert (sent["batch_id"], sent["attempts"]) == ("start/start-4", 2)
     assert isinstance(sent["error"], ServerError)
