@@ -97,25 +97,43 @@ def test_cancel_workflow_waits_out_a_state_store_that_does_not_answer(
 
 
 class Limiter:
-    """A limiter whose store is down ``down`` times, then makes every request wait ``wait`` s."""
+    """A limiter whose store is down ``down`` times, then makes requests wait ``wait`` s.
 
-    def __init__(self, *, down: int = 0, wait: float = 0.0) -> None:
-        self.down, self.wait = down, wait
+    ``waits``: only that many requests wait, the later ones go at once (``None``: all wait).
+    """
+
+    def __init__(self, *, down: int = 0, wait: float = 0.0, waits: int | None = None) -> None:
+        self.down, self.wait, self.waits = down, wait, waits
 
     def acquire(self, priority: Priority) -> float:
         if self.down > 0:
             self.down -= 1
             raise StateStoreError("state store: ConnectionError: refused")
-        return self.wait
+        if self.waits is None:
+            return self.wait
+        if self.waits > 0:
+            self.waits -= 1
+            return self.wait
+        return 0.0
 
     def observe(self, status: int, info: RateLimitInfo) -> None:
         """Nothing to learn."""
 
 
+def configure(app: Celery, *, limiter: Limiter | None = None, **conf: Any) -> None:
+    """Set ``conf`` and read the settings again; ``limiter`` replaces the one they build."""
+    app.conf.update(conf)
+    runtime = runtime_for(app)
+    runtime.reload()
+    if limiter is not None:
+        runtime._limiter = limiter
+
+
 def test_a_wait_whose_limiter_store_is_down_polls_again(
     app: Celery, emulator: PictifyEmulator
 ) -> None:
-    runtime_for(app)._limiter = limiter = Limiter(down=2)
+    limiter = Limiter(down=2)
+    configure(app, limiter=limiter)
     batch_id = emulator.create_batch(status="completed")
     result = app.tasks["pictify.wait_for_batch"].delay(batch_id, poll_interval=0.01).get()
     assert result["status"] == "completed" and limiter.down == 0
@@ -124,32 +142,17 @@ def test_a_wait_whose_limiter_store_is_down_polls_again(
 def test_a_start_whose_token_comes_after_the_deadline_fails_for_good(
     app: Celery, emulator: PictifyEmulator
 ) -> None:
-    app.conf.pictify_cancel_deadline = 30
-    runtime_for(app).reload()
-    runtime_for(app)._limiter = Limiter(wait=40.0)
+    configure(app, pictify_cancel_deadline=30, limiter=Limiter(wait=40.0))
     with pytest.raises(NoTokenInTimeError, match="no request token before the deadline"):
         app.tasks["pictify.start_batch"].delay("tpl_cards", [{"name": "Ada"}]).get()
     assert emulator.requests_matching("POST", "/batch-render") == []
-
-
-class WaitsFirst(Limiter):
-    """A limiter that makes the first ``waits`` requests wait a moment, then lets all go."""
-
-    def __init__(self, waits: int) -> None:
-        super().__init__()
-        self.waits = waits
-
-    def acquire(self, priority: Priority) -> float:
-        self.waits -= 1
-        return 0.01 if self.waits >= 0 else 0.0
 
 
 def test_the_attempt_cap_counts_requests_not_a_store_that_did_not_answer(
     app: Celery, emulator: PictifyEmulator
 ) -> None:
     """Cap 2: the replay that met a 503 is sent again, though the store's trouble came first."""
-    app.conf.pictify_cancel_max_attempts = 2
-    runtime_for(app).reload()
+    configure(app, pictify_cancel_max_attempts=2)
     store = StoreDownAtFirst(times=1)
     use_store(app, store)
     record_start(store, "start-1", [{"name": "Ada"}])
@@ -164,9 +167,7 @@ def test_the_attempt_cap_counts_requests_not_waits_for_a_token(
     app: Celery, emulator: PictifyEmulator
 ) -> None:
     """Cap 2: a start that waited for its token still gets its second request after a 503."""
-    app.conf.pictify_cancel_max_attempts = 2
-    runtime_for(app).reload()
-    runtime_for(app)._limiter = WaitsFirst(waits=1)
+    configure(app, pictify_cancel_max_attempts=2, limiter=Limiter(wait=0.01, waits=1))
     emulator.inject(status=503, times=1, path_contains="/batch-render")
     batch_id = app.tasks["pictify.start_batch"].delay("tpl_cards", [{"name": "Ada"}]).get()
     assert batch_id in emulator.batches()
@@ -177,8 +178,7 @@ def test_a_cancel_that_lags_is_confirmed_by_a_new_request(
     app: Celery, emulator: PictifyEmulator
 ) -> None:
     """The first 200 still says processing; replaying its key would say so until the deadline."""
-    app.conf.update(pictify_cancel_max_attempts=None, pictify_cancel_deadline=10)
-    runtime_for(app).reload()
+    configure(app, pictify_cancel_max_attempts=None, pictify_cancel_deadline=10)
     emulator.cancel_lag = 0.2
     batch_id = emulator.create_batch()
     result = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
@@ -225,8 +225,7 @@ def test_a_start_whose_replay_fails_for_good_is_a_loud_cancel_failure(
     app: Celery, emulator: PictifyEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Its batch id never known: told under ``start/<id>``, as any cancel's final failure."""
-    app.conf.pictify_cancel_max_attempts = 2
-    runtime_for(app).reload()
+    configure(app, pictify_cancel_max_attempts=2)
     store = StoreDownAtFirst(times=1)  # store trouble first: no request, not counted
     use_store(app, store)
     record_start(store, "start-4", [{"name": "Ada"}])
