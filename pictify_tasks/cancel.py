@@ -16,11 +16,7 @@ from typing import Callable
 
 from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.client import PictifyClient
-from pictify_tasks.errors import (
-    CancelFailedError,
-    PictifyConnectionError,
-    PictifyError,
-)
+from pictify_tasks.errors import CancelFailedError, PictifyError, cut_short
 from pictify_tasks.ids import idempotency_key_for
 from pictify_tasks.ratelimit import Priority, RateLimiter, Unlimited
 from pictify_tasks.retry import RetryPolicy
@@ -142,7 +138,8 @@ def cancel_step(
     except Exception as exc:
         # Not an API answer (the soft time limit, an OSError, a bug): the outcome
         # is unknown, so it is a failed attempt like a dropped connection.
-        return _failed(batch_id, owner, _unanswered(batch_id, exc), attempt, context)
+        cut = cut_short(f"cancel of batch {batch_id}", exc)
+        return _failed(batch_id, owner, cut, attempt, context)
     except BaseException:
         # The worker is going away (a shutdown, an exit): give the lease back so
         # that the redelivered message or a duplicate can go on at once.
@@ -198,15 +195,6 @@ def _record_failure(
         logger.warning(
             "the failure of batch %s's cancel was not recorded: %s", batch_id, store_error
         )
-
-
-def _unanswered(batch_id: str, exc: Exception) -> PictifyConnectionError:
-    """An exception that cut the call short, as the API error it amounts to (its type only)."""
-    error = PictifyConnectionError(
-        f"cancel of batch {batch_id} cut short by {type(exc).__name__} (outcome unknown)"
-    )
-    error.__cause__ = exc
-    return error
 
 
 def _store_trouble(

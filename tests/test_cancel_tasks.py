@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
 
 import pictify_tasks
 from pictify_tasks._runtime import runtime_for
@@ -23,6 +24,7 @@ from pictify_tasks.signals import cancel_failed
 from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.base import RevokedWork
 from pictify_tasks.store.records import StartRequest
+from pictify_tasks.tasks import cancelling
 from pictify_tasks.testing import PictifyEmulator
 from tests.fakes import Heard, retrying_app
 
@@ -239,3 +241,24 @@ def test_a_start_whose_replay_fails_for_good_is_a_loud_cancel_failure(
     [line] = [r.getMessage() for r in caplog.records if r.name == "pictify_tasks.cancel"]
     assert line.startswith("pictify cancel batch_id=start/start-4 workflow_id=- decision=failed")
     assert 'reason="start start-4 killed before its answer"' in line
+
+
+def test_a_replay_cut_short_by_the_soft_time_limit_is_retried(
+    app: Celery, emulator: PictifyEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in a cancel step: the outcome is unknown, so the same request goes again."""
+    configure(app, pictify_cancel_max_attempts=2)
+    store = MemoryStore()
+    use_store(app, store)
+    record_start(store, "start-5", [{"name": "Ada"}])
+    replay = cancelling.replay_start
+    cuts = [SoftTimeLimitExceeded()]
+
+    def cut_once(client: Any, start: StartRequest) -> str:
+        if cuts:
+            raise cuts.pop()
+        return replay(client, start)
+
+    monkeypatch.setattr(cancelling, "replay_start", cut_once)
+    assert app.tasks["pictify.cancel_start"].delay("start-5").get()["outcome"] == "cancelled"
+    assert len(emulator.requests_matching("POST", "/batch-render")) == 1

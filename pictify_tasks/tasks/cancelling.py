@@ -7,7 +7,7 @@ from typing import Any
 
 from pictify_tasks.cancel import CancelContext, GiveUp, RetryLater, cancel_step
 from pictify_tasks.client import PictifyClient
-from pictify_tasks.errors import PictifyError
+from pictify_tasks.errors import PictifyError, cut_short
 from pictify_tasks.ids import validate_id
 from pictify_tasks.publisher import record_wanted
 from pictify_tasks.ratelimit import Priority
@@ -140,7 +140,12 @@ def _batch_of_start(task: PictifyTask, start_id: str) -> str | None:
     if start.batch_id is not None:
         return start.batch_id
     task.wait_for_token(Priority.START)
-    batch_id = replay_start(runtime.client, start)
+    try:
+        batch_id = replay_start(runtime.client, start)
+    except PictifyError:
+        raise
+    except Exception as exc:  # as in a cancel step: a failed request, retried (same key)
+        raise cut_short(f"replay of start {start.start_id}", exc) from exc
     links = BatchLinks.from_pairs(start.links)
     runtime.store.finish_start(StartMade(start_id, batch_id), links, runtime.settings.link_ttl)
     logger.info("start %s had made batch %s: cancelling it", start_id, batch_id)
