@@ -262,3 +262,18 @@ def test_a_replay_cut_short_by_the_soft_time_limit_is_retried(
     monkeypatch.setattr(cancelling, "replay_start", cut_once)
     assert app.tasks["pictify.cancel_start"].delay("start-5").get()["outcome"] == "cancelled"
     assert len(emulator.requests_matching("POST", "/batch-render")) == 1
+
+
+def test_a_start_whose_replay_gets_no_token_in_time_fails_after_no_request(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    """The final failure of a replay that never went out counts no attempt."""
+    configure(app, pictify_cancel_deadline=30, limiter=Limiter(wait=40.0))
+    store = MemoryStore()
+    use_store(app, store)
+    record_start(store, "start-6", [{"name": "Ada"}])
+    with Heard(cancel_failed) as heard, pytest.raises(NoTokenInTimeError):
+        app.tasks["pictify.cancel_start"].delay("start-6").get()
+    [sent] = heard.calls
+    assert (sent["batch_id"], sent["attempts"]) == ("start/start-6", 0)
+    assert emulator.requests_matching("POST", "/batch-render") == []

@@ -14,9 +14,9 @@ from pictify_tasks.ratelimit import Priority
 from pictify_tasks.reporting import CancelReport
 from pictify_tasks.results import CancelBatchResult
 from pictify_tasks.revoke.links import BatchLinks
-from pictify_tasks.store.base import START_PREFIX, StateStoreError
+from pictify_tasks.store.base import START_PREFIX
 from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
-from pictify_tasks.tasks.base import PictifyTask, asked_at, failed_requests
+from pictify_tasks.tasks.base import PictifyTask, asked_at, failed_requests, was_a_request
 
 __all__ = ["CancelBatchTask", "cancel_batch_task", "cancel_start_task"]
 
@@ -120,9 +120,7 @@ def cancel_start_task(self: PictifyTask, start_id: str) -> CancelBatchResult | N
         try:
             self.retry_within_deadline(error)
         except PictifyError as final:  # the budget is spent, or the API refused for good
-            # As retry_within_deadline counts them: the store's trouble made no request.
-            made = 0 if isinstance(final, StateStoreError) else 1
-            attempts = failed_requests(self.request) + made
+            attempts = failed_requests(self.request) + was_a_request(final)
             report_for(self, START_PREFIX + start_id, reason).failed(final, attempts)
             raise
     if batch_id is None:
