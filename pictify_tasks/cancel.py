@@ -162,7 +162,14 @@ def cancel_step(
         )
     except StateStoreError as error:
         # The API has the cancel; the next step replays it (same Idempotency-Key).
-        return _store_trouble(error, waits, context)
+        later = _store_trouble(error, waits, context)
+        if isinstance(later, RetryLater):
+            return later
+        # No budget left to record it: the API's answer stands, told unrecorded.
+        logger.warning(
+            "batch %s's cancel outcome (%s) was not recorded: %s", batch_id, stopped, error
+        )
+        return outcome
     return recorded
 
 

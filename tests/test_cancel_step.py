@@ -336,6 +336,14 @@ def test_a_store_failure_after_the_post_retries_the_post() -> None:
     assert client.calls == 1
 
 
+def test_a_store_failure_after_the_post_with_no_budget_left_returns_the_apis_answer() -> None:
+    """The batch was cancelled: that is the result, not a failure, though the ledger missed it."""
+    client = StubClient([CANCELLED])
+    decision = _step(StoreFailsAfterThePost(), client, deadline=60, now=ASKED + 60)
+    assert isinstance(decision, OutcomeRecord)
+    assert (decision.outcome, decision.attempts) == ("cancelled", 1)
+
+
 class Rationed:
     """A limiter that makes the first ``waits`` asks wait ``wait`` s, then lets requests go."""
 
