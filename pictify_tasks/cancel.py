@@ -112,7 +112,7 @@ def cancel_step(
     try:
         wait = context.limiter.acquire(Priority.CANCEL)
     except StateStoreError as error:
-        return _store_trouble(error, waits, context)
+        return _store_trouble(error, waits, context, attempts=attempt - 1)
     if wait > 0:
         # No token yet: no attempt made.
         elapsed = context.now() - context.asked_at
@@ -205,16 +205,16 @@ def _record_failure(
 
 
 def _store_trouble(
-    error: StateStoreError, waits: int, context: CancelContext
+    error: StateStoreError, waits: int, context: CancelContext, *, attempts: int = 0
 ) -> RetryLater | GiveUp:
     """The store is down: wait and try again within the deadline (the policy's rule).
 
-    Giving up, the attempts made are not known (the ledger counts them).
+    Giving up, ``attempts`` is what the ledger said was made (0 before it answered).
     """
     elapsed = context.now() - context.asked_at
     wait = context.policy.next_wait(error, waits + 1, elapsed, rand=context.rand)
     if wait is None:
-        return GiveUp(error, 0)
+        return GiveUp(error, attempts)
     return RetryLater(countdown=wait, error=error)
 
 

@@ -394,6 +394,15 @@ def test_a_limiter_whose_store_is_down_is_retried_within_the_deadline() -> None:
     assert client.calls == 0
 
 
+def test_giving_up_on_a_limiter_that_is_down_says_the_attempts_made_before() -> None:
+    store, client = MemoryStore(), StubClient([ServerError("503", status=503)])
+    assert isinstance(_step(store, client), RetryLater)
+    late = _context(store, client, policy=RetryPolicy(deadline=60.0), now=lambda: ASKED + 61)
+    decision = cancel_step("b1", "task-a", dataclasses.replace(late, limiter=LimiterDown()))
+    assert isinstance(decision, GiveUp) and isinstance(decision.error, StateStoreError)
+    assert decision.attempts == 1
+
+
 def test_a_token_that_comes_after_the_deadline_is_the_final_failure() -> None:
     store, client = MemoryStore(), StubClient([CANCELLED])
     # 1.5 s to the token with 2 s left: wait for it.
