@@ -94,11 +94,13 @@ def test_a_batch_started_after_its_workflow_was_revoked_is_cancelled_inside_it(
     publisher = RecordingPublisher()
     runtime.fanout.publisher = publisher
     start = app.tasks["pictify.start_batch"]
-    batch_id = start.apply(("tpl_a", [{"name": "Ada"}]), task_id="start-1").get()
+    try:
+        batch_id = start.apply(("tpl_a", [{"name": "Ada"}]), task_id="start-1").get()
+    finally:
+        pictify_tasks.uninstall(app)
     [wanted] = publisher.wanted
     assert (wanted.batch_id, wanted.reason) == (batch_id, "revoked: start-1")
     assert (wanted.root_id, wanted.parent_id) == ("start-1", "start-1")  # its own root, eagerly
-    pictify_tasks.uninstall(app)
 
 
 class CannotFinish(MemoryStore):
@@ -111,6 +113,8 @@ def test_a_wait_for_a_missing_batch_says_so_when_the_store_is_down(
 ) -> None:
     app = eager_app(emulator)
     runtime_for(app)._store = CannotFinish()
-    with pytest.raises(pictify_tasks.BatchNotFoundError):
-        app.tasks["pictify.wait_for_batch"].apply(("batch_gone",)).get()
-    pictify_tasks.uninstall(app)
+    try:
+        with pytest.raises(pictify_tasks.BatchNotFoundError):
+            app.tasks["pictify.wait_for_batch"].apply(("batch_gone",)).get()
+    finally:
+        pictify_tasks.uninstall(app)
