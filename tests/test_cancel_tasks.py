@@ -17,7 +17,6 @@ from pictify_tasks._runtime import runtime_for
 from pictify_tasks.client import batch_render_body
 from pictify_tasks.errors import InvalidRequestError, ServerError
 from pictify_tasks.ids import idempotency_key_for
-from pictify_tasks.ratelimit import Priority, RateLimitInfo
 from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.signals import cancel_failed
@@ -26,7 +25,7 @@ from pictify_tasks.store.base import RevokedWork
 from pictify_tasks.store.records import StartRequest
 from pictify_tasks.tasks import cancelling
 from pictify_tasks.testing import PictifyEmulator
-from tests.fakes import Heard, retrying_app
+from tests.fakes import Heard, Limiter, retrying_app
 
 
 class StoreDownAtFirst(MemoryStore):
@@ -96,30 +95,6 @@ def test_cancel_workflow_waits_out_a_state_store_that_does_not_answer(
     assert app.tasks["pictify.cancel_workflow"].delay("wf-1").get() == [batch_id]
     assert store.failures_left == 0
     assert [r.status for r in emulator.cancel_requests(batch_id)] == [200]
-
-
-class Limiter:
-    """A limiter whose store is down ``down`` times, then makes requests wait ``wait`` s.
-
-    ``waits``: only that many requests wait, the later ones go at once (``None``: all wait).
-    """
-
-    def __init__(self, *, down: int = 0, wait: float = 0.0, waits: int | None = None) -> None:
-        self.down, self.wait, self.waits = down, wait, waits
-
-    def acquire(self, priority: Priority) -> float:
-        if self.down > 0:
-            self.down -= 1
-            raise StateStoreError("state store: ConnectionError: refused")
-        if self.waits is None:
-            return self.wait
-        if self.waits > 0:
-            self.waits -= 1
-            return self.wait
-        return 0.0
-
-    def observe(self, status: int, info: RateLimitInfo) -> None:
-        """Nothing to learn."""
 
 
 def configure(app: Celery, *, limiter: Limiter | None = None, **conf: Any) -> None:
