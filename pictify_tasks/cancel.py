@@ -16,11 +16,7 @@ from typing import Callable
 
 from pictify_tasks.backoff import backoff_delay
 from pictify_tasks.client import PictifyClient
-from pictify_tasks.errors import (
-    CancelFailedError,
-    PictifyConnectionError,
-    PictifyError,
-)
+from pictify_tasks.errors import CancelFailedError, PictifyError, cut_short
 from pictify_tasks.ids import idempotency_key_for
 from pictify_tasks.ratelimit import Priority, RateLimiter, Unlimited
 from pictify_tasks.retry import RetryPolicy
@@ -116,7 +112,7 @@ def cancel_step(
     try:
         wait = context.limiter.acquire(Priority.CANCEL)
     except StateStoreError as error:
-        return _store_trouble(error, waits, context)
+        return _store_trouble(error, waits, context, attempts=attempt - 1)
     if wait > 0:
         # No token yet: no attempt made.
         elapsed = context.now() - context.asked_at
@@ -142,7 +138,8 @@ def cancel_step(
     except Exception as exc:
         # Not an API answer (the soft time limit, an OSError, a bug): the outcome
         # is unknown, so it is a failed attempt like a dropped connection.
-        return _failed(batch_id, owner, _unanswered(batch_id, exc), attempt, context)
+        cut = cut_short(f"cancel of batch {batch_id}", exc)
+        return _failed(batch_id, owner, cut, attempt, context)
     except BaseException:
         # The worker is going away (a shutdown, an exit): give the lease back so
         # that the redelivered message or a duplicate can go on at once.
@@ -165,7 +162,14 @@ def cancel_step(
         )
     except StateStoreError as error:
         # The API has the cancel; the next step replays it (same Idempotency-Key).
-        return _store_trouble(error, waits, context)
+        later = _store_trouble(error, waits, context)
+        if isinstance(later, RetryLater):
+            return later
+        # No budget left to record it: the API's answer stands, told unrecorded.
+        logger.warning(
+            "batch %s's cancel outcome (%s) was not recorded: %s", batch_id, stopped, error
+        )
+        return outcome
     return recorded
 
 
@@ -200,26 +204,17 @@ def _record_failure(
         )
 
 
-def _unanswered(batch_id: str, exc: Exception) -> PictifyConnectionError:
-    """An exception that cut the call short, as the API error it amounts to (its type only)."""
-    error = PictifyConnectionError(
-        f"cancel of batch {batch_id} cut short by {type(exc).__name__} (outcome unknown)"
-    )
-    error.__cause__ = exc
-    return error
-
-
 def _store_trouble(
-    error: StateStoreError, waits: int, context: CancelContext
+    error: StateStoreError, waits: int, context: CancelContext, *, attempts: int = 0
 ) -> RetryLater | GiveUp:
     """The store is down: wait and try again within the deadline (the policy's rule).
 
-    Giving up, the attempts made are not known (the ledger counts them).
+    Giving up, ``attempts`` is what the ledger said was made (0 before it answered).
     """
     elapsed = context.now() - context.asked_at
     wait = context.policy.next_wait(error, waits + 1, elapsed, rand=context.rand)
     if wait is None:
-        return GiveUp(error, 0)
+        return GiveUp(error, attempts)
     return RetryLater(countdown=wait, error=error)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "ServerError",
     "UnexpectedResponseError",
     "WaitTimeoutError",
+    "cut_short",
     "describe_body",
     "error_from_response",
     "is_api_answer",
@@ -151,6 +152,17 @@ class PictifyConnectionError(PictifyError):
     """A timeout or connection failure: the outcome is unknown, so retry."""
 
     retryable = True
+
+
+def cut_short(what: str, exc: Exception) -> PictifyConnectionError:
+    """An exception that cut a request short (the soft time limit, an ``OSError``, a bug),
+    as the API error it amounts to: the outcome is unknown, so the request is retried.
+
+    ``what`` names the request ("cancel of batch b_1"); only ``exc``'s type is told.
+    """
+    error = PictifyConnectionError(f"{what} cut short by {type(exc).__name__} (outcome unknown)")
+    error.__cause__ = exc
+    return error
 
 
 class UnexpectedResponseError(PictifyError):

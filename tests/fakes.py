@@ -12,9 +12,10 @@ from celery import Celery
 from celery._state import _task_stack
 
 import pictify_tasks
+from pictify_tasks.ratelimit import Priority, RateLimitInfo
 from pictify_tasks.revoke.fanout import Fanout
 from pictify_tasks.settings import PictifySettings
-from pictify_tasks.store import StateStore
+from pictify_tasks.store import StateStore, StateStoreError
 from pictify_tasks.store.records import WantedCancel
 from pictify_tasks.testing import PictifyEmulator
 
@@ -119,3 +120,54 @@ def eager_app(emulator: PictifyEmulator, **conf: Any) -> Celery:
     app.conf.update({**defaults, **conf})
     pictify_tasks.install(app)
     return app
+
+
+def retrying_app(emulator: PictifyEmulator, **conf: Any) -> Celery:
+    """:func:`eager_app` whose retries wait hundredths of a second; ``conf`` adds or overrides."""
+    fast = {"pictify_retry_backoff_base": 0.01, "pictify_retry_backoff_max": 0.02}
+    return eager_app(emulator, **{**fast, **conf})
+
+
+class Limiter:
+    """A limiter whose store is down ``down`` times, then makes requests wait ``wait`` s.
+
+    ``waits``: only that many requests wait, the later ones go at once (``None``: all
+    wait). ``asks`` lists the priorities asked for, in order.
+    """
+
+    def __init__(self, *, down: int = 0, wait: float = 0.0, waits: int | None = None) -> None:
+        self.down, self.wait, self.waits = down, wait, waits
+        self.asks: list[Priority] = []
+
+    def acquire(self, priority: Priority) -> float:
+        self.asks.append(priority)
+        if self.down > 0:
+            self.down -= 1
+            raise StateStoreError("state store: ConnectionError: refused")
+        if self.waits is None:
+            return self.wait
+        if self.waits > 0:
+            self.waits -= 1
+            return self.wait
+        return 0.0
+
+    def observe(self, status: int, info: RateLimitInfo) -> None:
+        """Nothing to learn."""
+
+
+class Heard:
+    """Records what ``signal`` was sent with, while used as a context manager."""
+
+    def __init__(self, signal: Any) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self._signal = signal
+
+    def __call__(self, sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+
+    def __enter__(self) -> Heard:
+        self._signal.connect(self, weak=False, dispatch_uid=f"heard-{id(self)}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._signal.disconnect(self, dispatch_uid=f"heard-{id(self)}")

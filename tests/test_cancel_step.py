@@ -23,6 +23,7 @@ from pictify_tasks.errors import CancelFailedError
 from pictify_tasks.ratelimit import Priority
 from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.store import MemoryStore, OutcomeRecord, StateStore, StateStoreError
+from tests.fakes import Limiter
 
 Answer = Union[CancelResult, BaseException]
 
@@ -336,21 +337,16 @@ def test_a_store_failure_after_the_post_retries_the_post() -> None:
     assert client.calls == 1
 
 
-class Rationed:
-    """A limiter that makes the first ``waits`` asks wait ``wait`` s, then lets requests go."""
-
-    def __init__(self, waits: int, wait: float = 1.5) -> None:
-        self.asks: list[object] = []
-        self._waits = waits
-        self._wait = wait
-
-    def acquire(self, priority: object) -> float:
-        self.asks.append(priority)
-        return self._wait if len(self.asks) <= self._waits else 0.0
+def test_a_store_failure_after_the_post_with_no_budget_left_returns_the_apis_answer() -> None:
+    """The batch was cancelled: that is the result, not a failure, though the ledger missed it."""
+    client = StubClient([CANCELLED])
+    decision = _step(StoreFailsAfterThePost(), client, deadline=60, now=ASKED + 60)
+    assert isinstance(decision, OutcomeRecord)
+    assert (decision.outcome, decision.attempts) == ("cancelled", 1)
 
 
 def test_a_cancel_waits_for_a_token_without_spending_an_attempt() -> None:
-    store, client, limiter = MemoryStore(), StubClient([CANCELLED]), Rationed(waits=2)
+    store, client, limiter = MemoryStore(), StubClient([CANCELLED]), Limiter(wait=1.5, waits=2)
     context = _context(store, client, limiter=limiter)
     for _ in range(2):
         decision = cancel_step("b1", "task-a", context)
@@ -363,13 +359,6 @@ def test_a_cancel_waits_for_a_token_without_spending_an_attempt() -> None:
     assert limiter.asks == [Priority.CANCEL] * 3
 
 
-class LimiterDown:
-    """A limiter whose store cannot be asked."""
-
-    def acquire(self, priority: object) -> float:
-        raise StateStoreError("state store: ConnectionError: refused")
-
-
 def _limited_step(store: StateStore, client: StubClient, limiter: object, now: float) -> object:
     context = _context(
         store, client, policy=RetryPolicy(deadline=60.0), limiter=limiter, now=lambda: now
@@ -379,19 +368,28 @@ def _limited_step(store: StateStore, client: StubClient, limiter: object, now: f
 
 def test_a_limiter_whose_store_is_down_is_retried_within_the_deadline() -> None:
     store, client = MemoryStore(), StubClient([CANCELLED])
-    decision = _limited_step(store, client, LimiterDown(), ASKED + 1)
+    decision = _limited_step(store, client, Limiter(down=1), ASKED + 1)
     assert isinstance(decision, RetryLater) and isinstance(decision.error, StateStoreError)
     with pytest.raises(StateStoreError):
-        _limited_step(store, client, LimiterDown(), ASKED + 61)
+        _limited_step(store, client, Limiter(down=1), ASKED + 61)
     assert client.calls == 0
+
+
+def test_giving_up_on_a_limiter_that_is_down_says_the_attempts_made_before() -> None:
+    store, client = MemoryStore(), StubClient([ServerError("503", status=503)])
+    assert isinstance(_step(store, client), RetryLater)
+    late = _context(store, client, policy=RetryPolicy(deadline=60.0), now=lambda: ASKED + 61)
+    decision = cancel_step("b1", "task-a", dataclasses.replace(late, limiter=Limiter(down=1)))
+    assert isinstance(decision, GiveUp) and isinstance(decision.error, StateStoreError)
+    assert decision.attempts == 1
 
 
 def test_a_token_that_comes_after_the_deadline_is_the_final_failure() -> None:
     store, client = MemoryStore(), StubClient([CANCELLED])
     # 1.5 s to the token with 2 s left: wait for it.
-    assert _limited_step(store, client, Rationed(waits=1), ASKED + 58) == RetryLater(1.5)
+    assert _limited_step(store, client, Limiter(wait=1.5, waits=1), ASKED + 58) == RetryLater(1.5)
     with pytest.raises(NoTokenInTimeError, match="no request token before the deadline"):
-        _limited_step(store, client, Rationed(waits=1), ASKED + 59)
+        _limited_step(store, client, Limiter(wait=1.5, waits=1), ASKED + 59)
     failure = store.cancel_state("b1").failure
     assert failure is not None and failure.final and failure.attempts == 0
     assert client.calls == 0
@@ -403,7 +401,7 @@ def test_a_token_wait_keeps_the_lease_for_the_whole_wait() -> None:
     """keep_lease: a duplicate asking during a wait longer than the lease waits too."""
     clock = [0.0]
     store, client = MemoryStore(clock=lambda: clock[0]), StubClient([CANCELLED])
-    context = _context(store, client, lease_seconds=5, limiter=Rationed(waits=1, wait=60.0))
+    context = _context(store, client, lease_seconds=5, limiter=Limiter(wait=60.0, waits=1))
     assert cancel_step("b1", "task-a", context) == RetryLater(countdown=60.0)
     clock[0] = 30.0  # the 5 s lease alone would have ended long ago
     duplicate = store.begin_cancel("b1", "task-b", 5, ASKED)

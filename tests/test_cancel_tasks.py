@@ -10,21 +10,22 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
 
 import pictify_tasks
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.client import batch_render_body
 from pictify_tasks.errors import InvalidRequestError, ServerError
 from pictify_tasks.ids import idempotency_key_for
-from pictify_tasks.ratelimit import Priority, RateLimitInfo
 from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.signals import cancel_failed
 from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.base import RevokedWork
 from pictify_tasks.store.records import StartRequest
+from pictify_tasks.tasks import cancelling
 from pictify_tasks.testing import PictifyEmulator
-from tests.fakes import eager_app
+from tests.fakes import Heard, Limiter, retrying_app
 
 
 class StoreDownAtFirst(MemoryStore):
@@ -50,12 +51,8 @@ class StoreDownAtFirst(MemoryStore):
 
 @pytest.fixture
 def app(emulator: PictifyEmulator) -> Iterator[Celery]:
-    app = eager_app(
-        emulator,
-        pictify_retry_backoff_base=0.01,
-        pictify_retry_backoff_max=0.02,
-        pictify_cancel_max_attempts=1,  # an attempt cap counts HTTP attempts, not store trouble
-    )
+    # An attempt cap counts HTTP attempts, not store trouble.
+    app = retrying_app(emulator, pictify_cancel_max_attempts=1)
     yield app
     pictify_tasks.uninstall(app)
 
@@ -100,26 +97,20 @@ def test_cancel_workflow_waits_out_a_state_store_that_does_not_answer(
     assert [r.status for r in emulator.cancel_requests(batch_id)] == [200]
 
 
-class Limiter:
-    """A limiter whose store is down ``down`` times, then makes every request wait ``wait`` s."""
-
-    def __init__(self, *, down: int = 0, wait: float = 0.0) -> None:
-        self.down, self.wait = down, wait
-
-    def acquire(self, priority: Priority) -> float:
-        if self.down > 0:
-            self.down -= 1
-            raise StateStoreError("state store: ConnectionError: refused")
-        return self.wait
-
-    def observe(self, status: int, info: RateLimitInfo) -> None:
-        """Nothing to learn."""
+def configure(app: Celery, *, limiter: Limiter | None = None, **conf: Any) -> None:
+    """Set ``conf`` and read the settings again; ``limiter`` replaces the one they build."""
+    app.conf.update(conf)
+    runtime = runtime_for(app)
+    runtime.reload()
+    if limiter is not None:
+        runtime._limiter = limiter
 
 
 def test_a_wait_whose_limiter_store_is_down_polls_again(
     app: Celery, emulator: PictifyEmulator
 ) -> None:
-    runtime_for(app)._limiter = limiter = Limiter(down=2)
+    limiter = Limiter(down=2)
+    configure(app, limiter=limiter)
     batch_id = emulator.create_batch(status="completed")
     result = app.tasks["pictify.wait_for_batch"].delay(batch_id, poll_interval=0.01).get()
     assert result["status"] == "completed" and limiter.down == 0
@@ -128,32 +119,17 @@ def test_a_wait_whose_limiter_store_is_down_polls_again(
 def test_a_start_whose_token_comes_after_the_deadline_fails_for_good(
     app: Celery, emulator: PictifyEmulator
 ) -> None:
-    app.conf.pictify_cancel_deadline = 30
-    runtime_for(app).reload()
-    runtime_for(app)._limiter = Limiter(wait=40.0)
+    configure(app, pictify_cancel_deadline=30, limiter=Limiter(wait=40.0))
     with pytest.raises(NoTokenInTimeError, match="no request token before the deadline"):
         app.tasks["pictify.start_batch"].delay("tpl_cards", [{"name": "Ada"}]).get()
     assert emulator.requests_matching("POST", "/batch-render") == []
-
-
-class WaitsFirst(Limiter):
-    """A limiter that makes the first ``waits`` requests wait a moment, then lets all go."""
-
-    def __init__(self, waits: int) -> None:
-        super().__init__()
-        self.waits = waits
-
-    def acquire(self, priority: Priority) -> float:
-        self.waits -= 1
-        return 0.01 if self.waits >= 0 else 0.0
 
 
 def test_the_attempt_cap_counts_requests_not_a_store_that_did_not_answer(
     app: Celery, emulator: PictifyEmulator
 ) -> None:
     """Cap 2: the replay that met a 503 is sent again, though the store's trouble came first."""
-    app.conf.pictify_cancel_max_attempts = 2
-    runtime_for(app).reload()
+    configure(app, pictify_cancel_max_attempts=2)
     store = StoreDownAtFirst(times=1)
     use_store(app, store)
     record_start(store, "start-1", [{"name": "Ada"}])
@@ -168,9 +144,7 @@ def test_the_attempt_cap_counts_requests_not_waits_for_a_token(
     app: Celery, emulator: PictifyEmulator
 ) -> None:
     """Cap 2: a start that waited for its token still gets its second request after a 503."""
-    app.conf.pictify_cancel_max_attempts = 2
-    runtime_for(app).reload()
-    runtime_for(app)._limiter = WaitsFirst(waits=1)
+    configure(app, pictify_cancel_max_attempts=2, limiter=Limiter(wait=0.01, waits=1))
     emulator.inject(status=503, times=1, path_contains="/batch-render")
     batch_id = app.tasks["pictify.start_batch"].delay("tpl_cards", [{"name": "Ada"}]).get()
     assert batch_id in emulator.batches()
@@ -181,8 +155,7 @@ def test_a_cancel_that_lags_is_confirmed_by_a_new_request(
     app: Celery, emulator: PictifyEmulator
 ) -> None:
     """The first 200 still says processing; replaying its key would say so until the deadline."""
-    app.conf.update(pictify_cancel_max_attempts=None, pictify_cancel_deadline=10)
-    runtime_for(app).reload()
+    configure(app, pictify_cancel_max_attempts=None, pictify_cancel_deadline=10)
     emulator.cancel_lag = 0.2
     batch_id = emulator.create_batch()
     result = app.tasks["pictify.cancel_batch"].delay(batch_id).get()
@@ -225,37 +198,57 @@ def test_a_recorded_body_that_is_not_valid_is_never_sent(
     assert emulator.requests_matching("POST", "/batch-render") == []
 
 
-class Heard:
-    """What ``cancel_failed`` was sent with."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def __call__(self, sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
-        self.calls.append(kwargs)
-
-
 def test_a_start_whose_replay_fails_for_good_is_a_loud_cancel_failure(
     app: Celery, emulator: PictifyEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Its batch id never known: told under ``start/<id>``, as any cancel's final failure."""
-    app.conf.pictify_cancel_max_attempts = 2
-    runtime_for(app).reload()
+    configure(app, pictify_cancel_max_attempts=2)
     store = StoreDownAtFirst(times=1)  # store trouble first: no request, not counted
     use_store(app, store)
     record_start(store, "start-4", [{"name": "Ada"}])
     emulator.inject(status=503, times=2, path_contains="/batch-render")
-    heard = Heard()
-    cancel_failed.connect(heard, weak=False, dispatch_uid="test_cancel_tasks.heard")
     caplog.set_level(logging.ERROR, logger="pictify_tasks.cancel")
-    try:
-        with pytest.raises(ServerError):
-            app.tasks["pictify.cancel_start"].delay("start-4").get()
-    finally:
-        cancel_failed.disconnect(heard, dispatch_uid="test_cancel_tasks.heard")
+    with Heard(cancel_failed) as heard, pytest.raises(ServerError):
+        app.tasks["pictify.cancel_start"].delay("start-4").get()
     [sent] = heard.calls
     assert (sent["batch_id"], sent["attempts"]) == ("start/start-4", 2)
     assert isinstance(sent["error"], ServerError)
     [line] = [r.getMessage() for r in caplog.records if r.name == "pictify_tasks.cancel"]
     assert line.startswith("pictify cancel batch_id=start/start-4 workflow_id=- decision=failed")
     assert 'reason="start start-4 killed before its answer"' in line
+
+
+def test_a_replay_cut_short_by_the_soft_time_limit_is_retried(
+    app: Celery, emulator: PictifyEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in a cancel step: the outcome is unknown, so the same request goes again."""
+    configure(app, pictify_cancel_max_attempts=2)
+    store = MemoryStore()
+    use_store(app, store)
+    record_start(store, "start-5", [{"name": "Ada"}])
+    replay = cancelling.replay_start
+    cuts = [SoftTimeLimitExceeded()]
+
+    def cut_once(client: Any, start: StartRequest) -> str:
+        if cuts:
+            raise cuts.pop()
+        return replay(client, start)
+
+    monkeypatch.setattr(cancelling, "replay_start", cut_once)
+    assert app.tasks["pictify.cancel_start"].delay("start-5").get()["outcome"] == "cancelled"
+    assert len(emulator.requests_matching("POST", "/batch-render")) == 1
+
+
+def test_a_start_whose_replay_gets_no_token_in_time_fails_after_no_request(
+    app: Celery, emulator: PictifyEmulator
+) -> None:
+    """The final failure of a replay that never went out counts no attempt."""
+    configure(app, pictify_cancel_deadline=30, limiter=Limiter(wait=40.0))
+    store = MemoryStore()
+    use_store(app, store)
+    record_start(store, "start-6", [{"name": "Ada"}])
+    with Heard(cancel_failed) as heard, pytest.raises(NoTokenInTimeError):
+        app.tasks["pictify.cancel_start"].delay("start-6").get()
+    [sent] = heard.calls
+    assert (sent["batch_id"], sent["attempts"]) == ("start/start-6", 0)
+    assert emulator.requests_matching("POST", "/batch-render") == []

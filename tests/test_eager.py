@@ -6,7 +6,7 @@ from __future__ import annotations
 import typing
 
 import pytest
-from celery import Celery, chain
+from celery import chain
 
 import pictify_tasks
 from pictify_tasks._runtime import runtime_for
@@ -14,16 +14,7 @@ from pictify_tasks.revoke.links import BatchLinks
 from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.records import StartMade
 from pictify_tasks.testing import PictifyEmulator
-from tests.fakes import RecordingPublisher, cancelled_result, eager_app
-
-
-def retrying_app(emulator: PictifyEmulator, *, propagates: bool = True) -> Celery:
-    return eager_app(
-        emulator,
-        task_eager_propagates=propagates,
-        pictify_retry_backoff_base=0.01,
-        pictify_retry_backoff_max=0.02,
-    )
+from tests.fakes import RecordingPublisher, cancelled_result, eager_app, retrying_app
 
 
 def test_a_chain_that_polls_many_times_ends_without_recursion(emulator: PictifyEmulator) -> None:
@@ -48,7 +39,7 @@ def test_a_chain_that_polls_many_times_ends_without_recursion(emulator: PictifyE
 def test_a_503_is_retried_not_surfaced_as_retry_with_eager_propagates(
     emulator: PictifyEmulator,
 ) -> None:
-    app = retrying_app(emulator, propagates=True)
+    app = retrying_app(emulator)
     batch_id = emulator.create_batch()
     emulator.inject(status=503, times=3, path_contains=f"/{batch_id}/cancel")
     try:
@@ -103,11 +94,13 @@ def test_a_batch_started_after_its_workflow_was_revoked_is_cancelled_inside_it(
     publisher = RecordingPublisher()
     runtime.fanout.publisher = publisher
     start = app.tasks["pictify.start_batch"]
-    batch_id = start.apply(("tpl_a", [{"name": "Ada"}]), task_id="start-1").get()
+    try:
+        batch_id = start.apply(("tpl_a", [{"name": "Ada"}]), task_id="start-1").get()
+    finally:
+        pictify_tasks.uninstall(app)
     [wanted] = publisher.wanted
     assert (wanted.batch_id, wanted.reason) == (batch_id, "revoked: start-1")
     assert (wanted.root_id, wanted.parent_id) == ("start-1", "start-1")  # its own root, eagerly
-    pictify_tasks.uninstall(app)
 
 
 class CannotFinish(MemoryStore):
@@ -120,6 +113,8 @@ def test_a_wait_for_a_missing_batch_says_so_when_the_store_is_down(
 ) -> None:
     app = eager_app(emulator)
     runtime_for(app)._store = CannotFinish()
-    with pytest.raises(pictify_tasks.BatchNotFoundError):
-        app.tasks["pictify.wait_for_batch"].apply(("batch_gone",)).get()
-    pictify_tasks.uninstall(app)
+    try:
+        with pytest.raises(pictify_tasks.BatchNotFoundError):
+            app.tasks["pictify.wait_for_batch"].apply(("batch_gone",)).get()
+    finally:
+        pictify_tasks.uninstall(app)

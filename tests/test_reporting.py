@@ -16,37 +16,14 @@ from prometheus_client import REGISTRY
 import pictify_tasks
 from pictify_tasks.signals import batch_cancelled, batch_tracked, cancel_failed, cancel_retried
 from pictify_tasks.testing import PictifyEmulator
-from tests.fakes import eager_app
+from tests.fakes import Heard, retrying_app
 
 
 @pytest.fixture
 def app(emulator: PictifyEmulator) -> Iterator[Celery]:
-    app = eager_app(
-        emulator,
-        pictify_retry_backoff_base=0.01,
-        pictify_retry_backoff_max=0.02,
-        pictify_cancel_deadline=1.0,
-    )
+    app = retrying_app(emulator, pictify_cancel_deadline=1.0)
     yield app
     pictify_tasks.uninstall(app)
-
-
-class Heard:
-    """Records what a signal was sent with."""
-
-    def __init__(self, signal: Any) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self._signal = signal
-
-    def __call__(self, sender: Any = None, signal: Any = None, **kwargs: Any) -> None:
-        self.calls.append(kwargs)
-
-    def __enter__(self) -> Heard:
-        self._signal.connect(self, weak=False, dispatch_uid=f"heard-{id(self)}")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._signal.disconnect(self, dispatch_uid=f"heard-{id(self)}")
 
 
 def value(name: str, **labels: str) -> float:

@@ -21,6 +21,7 @@ from celery.exceptions import Ignore, Reject
 from pictify_tasks._runtime import Runtime, runtime_for
 from pictify_tasks.names import ASKED_AT_HEADER
 from pictify_tasks.ratelimit import Priority
+from pictify_tasks.retry import NoTokenInTimeError
 from pictify_tasks.store.base import StateStoreError
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "header",
     "run_eagerly_in_a_loop",
     "set_header",
+    "was_a_request",
 ]
 
 logger = logging.getLogger("pictify_tasks.tasks")
@@ -99,11 +101,11 @@ class PictifyTask(Task):  # type: ignore[misc]
         with each run, bounded by the deadline alone).
         """
         failed = failed_requests(self.request)
-        if isinstance(error, StateStoreError):
-            attempt = (self.request.retries or 0) + 1
-        else:
+        if was_a_request(error):
             failed += 1
             attempt = failed
+        else:
+            attempt = (self.request.retries or 0) + 1
         wait = self.runtime.policy.next_wait(error, attempt, time.time() - asked_at(self.request))
         if wait is None:
             raise error
@@ -228,6 +230,14 @@ def set_header(request: Any, name: str, value: Any) -> None:
         headers[name] = value
     else:
         request.headers = {name: value}
+
+
+def was_a_request(error: BaseException) -> bool:
+    """Whether ``error`` ended an API request, one the attempt cap counts.
+
+    Not a store that did not answer, nor a token that came after the deadline.
+    """
+    return not isinstance(error, (StateStoreError, NoTokenInTimeError))
 
 
 def failed_requests(request: Any) -> int:

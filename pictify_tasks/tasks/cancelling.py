@@ -7,16 +7,16 @@ from typing import Any
 
 from pictify_tasks.cancel import CancelContext, GiveUp, RetryLater, cancel_step
 from pictify_tasks.client import PictifyClient
-from pictify_tasks.errors import PictifyError
+from pictify_tasks.errors import PictifyError, cut_short
 from pictify_tasks.ids import validate_id
 from pictify_tasks.publisher import record_wanted
 from pictify_tasks.ratelimit import Priority
 from pictify_tasks.reporting import CancelReport
 from pictify_tasks.results import CancelBatchResult
 from pictify_tasks.revoke.links import BatchLinks
-from pictify_tasks.store.base import START_PREFIX, StateStoreError
+from pictify_tasks.store.base import START_PREFIX
 from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
-from pictify_tasks.tasks.base import PictifyTask, asked_at, failed_requests
+from pictify_tasks.tasks.base import PictifyTask, asked_at, failed_requests, was_a_request
 
 __all__ = ["CancelBatchTask", "cancel_batch_task", "cancel_start_task"]
 
@@ -120,9 +120,7 @@ def cancel_start_task(self: PictifyTask, start_id: str) -> CancelBatchResult | N
         try:
             self.retry_within_deadline(error)
         except PictifyError as final:  # the budget is spent, or the API refused for good
-            # As retry_within_deadline counts them: the store's trouble made no request.
-            made = 0 if isinstance(final, StateStoreError) else 1
-            attempts = failed_requests(self.request) + made
+            attempts = failed_requests(self.request) + was_a_request(final)
             report_for(self, START_PREFIX + start_id, reason).failed(final, attempts)
             raise
     if batch_id is None:
@@ -140,7 +138,12 @@ def _batch_of_start(task: PictifyTask, start_id: str) -> str | None:
     if start.batch_id is not None:
         return start.batch_id
     task.wait_for_token(Priority.START)
-    batch_id = replay_start(runtime.client, start)
+    try:
+        batch_id = replay_start(runtime.client, start)
+    except PictifyError:
+        raise
+    except Exception as exc:  # as in a cancel step: a failed request, retried (same key)
+        raise cut_short(f"replay of start {start.start_id}", exc) from exc
     links = BatchLinks.from_pairs(start.links)
     runtime.store.finish_start(StartMade(start_id, batch_id), links, runtime.settings.link_ttl)
     logger.info("start %s had made batch %s: cancelling it", start_id, batch_id)
