@@ -303,6 +303,25 @@ def test_a_nearly_spent_window_ends_the_loan() -> None:
     assert worker.runs == [(0, None), (None, 200), (0, None)]
 
 
+class LentBefore429(CountingLimiter):
+    """The store lends, then another thread's 429 is heard before the loan is kept."""
+
+    def _run(
+        self, priority: int | None, heard: Observation | None, now_ms: float | None, want: int = 1
+    ) -> float:
+        wait_ms = super()._run(priority, heard, now_ms, want)
+        if priority is not None and len(self.runs) == 1:
+            self.observe(429, headers(limit=100, remaining=0, reset=T0 + 2))
+        return wait_ms
+
+
+def test_a_loan_lent_before_a_429_was_heard_is_not_kept() -> None:
+    worker = LentBefore429()
+    assert worker.acquire(CANCEL) == 0.0  # lent before the 429: this one token goes
+    assert close_to(worker.acquire(CANCEL), 2.0 + SLACK)  # the rest of the loan does not
+    assert worker.runs == [(0, None), (None, 429), (0, None)]
+
+
 def test_no_loan_while_cancels_are_queued(store: StateStore) -> None:
     clock = Clock()
     worker = limiter(store, clock, Rate(40, 1))
