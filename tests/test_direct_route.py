@@ -124,6 +124,17 @@ def test_a_body_too_large_drops_the_connection_on_both_routes(
         assert client.cancel_batch(batch_id).outcome == "cancelled"
 
 
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_header_value_that_would_split_the_request_is_refused_on_both_routes(
+    emulator: PictifyEmulator, route: str
+) -> None:
+    batch_id = emulator.create_batch()
+    with make_client(emulator, route) as client:
+        with pytest.raises(PictifyConnectionError, match="return character"):
+            client.cancel_batch(batch_id, idempotency_key="k\r\nX-Injected: 1")
+        assert emulator.cancel_requests(batch_id) == []
+
+
 def test_a_users_session_is_used_as_it_is(emulator: PictifyEmulator) -> None:
     session = requests.Session()
     calls = []
