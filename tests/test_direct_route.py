@@ -135,6 +135,21 @@ def test_a_header_value_that_would_split_the_request_is_refused_on_both_routes(
         assert emulator.cancel_requests(batch_id) == []
 
 
+def test_closing_the_client_closes_the_direct_routes_connection(
+    emulator: PictifyEmulator,
+) -> None:
+    batch_id = emulator.create_batch()
+    client = make_client(emulator, "direct")
+    client.get_batch(batch_id)
+    assert client._route is not None
+    [connection] = [conn for conn in client._route.pool.pool.queue if conn is not None]
+    assert connection.sock is not None  # kept alive for the next call
+    client.close()
+    assert connection.sock is None  # not left open for as long as the client object lives
+    # Used again, the client works as a closed ``requests`` session does: a new pool.
+    assert client.cancel_batch(batch_id).outcome == "cancelled"
+
+
 def test_a_users_session_is_used_as_it_is(emulator: PictifyEmulator) -> None:
     session = requests.Session()
     calls = []
