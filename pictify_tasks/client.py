@@ -140,6 +140,10 @@ class PictifyClient:
         return f"PictifyClient(base_url={self.base_url!r}, api_key={mask_secret(self._api_key)!r})"
 
     def close(self) -> None:
+        """Close the connections; a call made afterwards goes through ``requests`` (a new pool)."""
+        route, self._route = self._route, None
+        if route is not None:  # the session forgets this pool but does not close it
+            route.pool.close()
         self._session.close()
 
     def __enter__(self) -> PictifyClient:

@@ -282,6 +282,7 @@ class StoreLimiter(abc.ABC):
         self._told = False  # this process's first answer is sent at once, like a 429
         self._loan = 0  # tokens of a loan left to this process
         self._loan_until = 0.0  # on :meth:`_local_now`'s clock
+        self._loans_ended = 0  # times the API said to stop lending: a loan asked before is void
 
     def acquire(self, priority: Priority) -> float:
         want = LOAN_SIZE if priority == Priority.CANCEL else 1
@@ -290,11 +291,14 @@ class StoreLimiter(abc.ABC):
                 self._loan -= 1
                 return 0.0
             heard, self._heard = self._heard, None
+            ended = self._loans_ended
         asked = self._local_now()
         wait_ms = self._run(int(priority), heard, self._now_ms(), want)
         if wait_ms < 0:  # a loan: this token and want - 1 more, for -wait_ms from the ask
             with self._lock:
-                self._loan, self._loan_until = want - 1, asked - wait_ms / 1000.0
+                # A 429 heard meanwhile (maybe by the store only after it lent) ends it.
+                if self._loans_ended == ended:
+                    self._loan, self._loan_until = want - 1, asked - wait_ms / 1000.0
             return 0.0
         return 0.0 if wait_ms == 0 else wait_ms / 1000.0 + SLACK
 
@@ -303,6 +307,7 @@ class StoreLimiter(abc.ABC):
         with self._lock:
             if status == 429 or (info.remaining is not None and info.remaining < 2 * LOAN_SIZE):
                 self._loan = 0  # the API says the window is (nearly) spent: ask again
+                self._loans_ended += 1
             share_now = status == 429 or not self._told
             self._told = True
             if not share_now:

@@ -33,7 +33,7 @@ import urllib3.exceptions
 import urllib3.poolmanager
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from requests.utils import select_proxy
+from requests.utils import check_header_validity, select_proxy
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from pictify_tasks.watchdog import Watch, current_watch, watched
@@ -255,6 +255,8 @@ class DirectRoute:
         url = call.url
         if not url.startswith(self._base_url + "/"):
             raise requests.exceptions.InvalidURL(f"{url} is not under {self._base_url}")
+        for header in call.headers.items():  # as ``requests`` does: no CR/LF smuggled in
+            check_header_validity(header)
         merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict(self._session.headers)
         merged.update(call.headers)
         body = None

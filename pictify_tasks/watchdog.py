@@ -165,8 +165,8 @@ def watched(budget: float) -> Iterator[Watch]:
     watch = Watch(budget)
     outer = current_watch()
     _local.watch = watch
-    watch.start()
     try:
+        watch.start()  # inside: a start that fails still ends the watch, and restores ``outer``
         yield watch
     finally:
         watch.stop()

@@ -580,6 +580,23 @@ def test_a_watchdog_thread_that_could_not_start_is_started_by_the_next_call(
     assert soon_socket.shut.wait(10)
 
 
+def test_a_watch_that_could_not_start_is_ended_and_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Else it stays the thread's watch, and in the heap a watchdog looks at every 50 ms."""
+    started: list[watchdog.Watch] = []
+
+    def refuse(watch: watchdog.Watch, at: float) -> None:
+        started.append(watch)
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(watchdog._WATCHDOG, "watch", refuse)
+    with pytest.raises(RuntimeError), watchdog.watched(60.0):
+        pass
+    assert watchdog.current_watch() is None
+    assert [watch.done for watch in started] == [True]
+
+
 def test_the_watchdog_keeps_only_the_calls_in_flight(
     client: PictifyClient, emulator: PictifyEmulator
 ) -> None:

@@ -124,6 +124,32 @@ def test_a_body_too_large_drops_the_connection_on_both_routes(
         assert client.cancel_batch(batch_id).outcome == "cancelled"
 
 
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_header_value_that_would_split_the_request_is_refused_on_both_routes(
+    emulator: PictifyEmulator, route: str
+) -> None:
+    batch_id = emulator.create_batch()
+    with make_client(emulator, route) as client:
+        with pytest.raises(PictifyConnectionError, match="return character"):
+            client.cancel_batch(batch_id, idempotency_key="k\r\nX-Injected: 1")
+        assert emulator.cancel_requests(batch_id) == []
+
+
+def test_closing_the_client_closes_the_direct_routes_connection(
+    emulator: PictifyEmulator,
+) -> None:
+    batch_id = emulator.create_batch()
+    client = make_client(emulator, "direct")
+    client.get_batch(batch_id)
+    assert client._route is not None
+    [connection] = [conn for conn in client._route.pool.pool.queue if conn is not None]
+    assert connection.sock is not None  # kept alive for the next call
+    client.close()
+    assert connection.sock is None  # not left open for as long as the client object lives
+    # Used again, the client works as a closed ``requests`` session does: a new pool.
+    assert client.cancel_batch(batch_id).outcome == "cancelled"
+
+
 def test_a_users_session_is_used_as_it_is(emulator: PictifyEmulator) -> None:
     session = requests.Session()
     calls = []

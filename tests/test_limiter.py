@@ -293,11 +293,33 @@ def test_a_429_or_a_nearly_spent_window_ends_the_loan(store: StateStore) -> None
     worker.acquire(CANCEL)  # a loan: nothing known limits the key
     worker.observe(429, headers(limit=100, remaining=0, reset=T0 + 2))
     assert close_to(worker.acquire(CANCEL), 2.0 + SLACK)  # held off like everyone
-    clock.now = T0 + 2
-    other = limiter(store, clock)
-    other.acquire(CANCEL)  # plenty of room after the reset
-    other.observe(200, headers(limit=100, remaining=LOAN_SIZE, reset=T0 + 3))
-    assert other.acquire(CANCEL) == 0.0 and granted(other, CANCEL, 100) < 100
+
+
+def test_a_nearly_spent_window_ends_the_loan() -> None:
+    worker = CountingLimiter()
+    worker.acquire(CANCEL)  # a loan: nothing known limits the key
+    worker.observe(200, headers(limit=100, remaining=2 * LOAN_SIZE - 1, reset=T0 + 1))
+    worker.acquire(CANCEL)  # asks the store, not the loan
+    assert worker.runs == [(0, None), (None, 200), (0, None)]
+
+
+class LentBefore429(CountingLimiter):
+    """The store lends, then another thread's 429 is heard before the loan is kept."""
+
+    def _run(
+        self, priority: int | None, heard: Observation | None, now_ms: float | None, want: int = 1
+    ) -> float:
+        wait_ms = super()._run(priority, heard, now_ms, want)
+        if priority is not None and len(self.runs) == 1:
+            self.observe(429, headers(limit=100, remaining=0, reset=T0 + 2))
+        return wait_ms
+
+
+def test_a_loan_lent_before_a_429_was_heard_is_not_kept() -> None:
+    worker = LentBefore429()
+    assert worker.acquire(CANCEL) == 0.0  # lent before the 429: this one token goes
+    assert close_to(worker.acquire(CANCEL), 2.0 + SLACK)  # the rest of the loan does not
+    assert worker.runs == [(0, None), (None, 429), (0, None)]
 
 
 def test_no_loan_while_cancels_are_queued(store: StateStore) -> None:
