@@ -52,7 +52,7 @@ def cancel_due_deadlines(runtime: Runtime, owner: str, *, now: float | None = No
     # The lock lives a little less than a tick, so the next look (by anyone) is free.
     if not store.claim_sweep(owner, tick * 0.9, part="deadlines"):
         return []
-    # Taken and recorded as wanted in one go: publishing is all that is left (the
+    # Recorded as wanted before they are taken: publishing is all that is left (the
     # sweep re-sends any this one does not get out).
     due = store.take_due_deadlines(now, SWEEP_LIMIT, runtime.settings.wanted_ttl)
     if due:

@@ -11,7 +11,13 @@ import pytest
 import redis
 
 from pictify_tasks.revoke.links import BatchLinks, Scope
-from pictify_tasks.store import FailureRecord, OutcomeRecord, RedisStore, StateStore
+from pictify_tasks.store import (
+    FailureRecord,
+    OutcomeRecord,
+    RedisStore,
+    StateStore,
+    StateStoreError,
+)
 from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
 from tests.spare_redis import spare_redis
 
@@ -247,6 +253,20 @@ def test_a_taken_deadline_is_a_wanted_cancel_until_its_task_is_published(
     # Nothing published it: an interval later the sweep finds it wanted, with no task on it.
     stale = store.take_stale_wanted(now + 1, now + 60, 10)
     assert [(w.batch_id, w.asked_at, w.reason) for w in stale] == [("late", now, taken.reason)]
+
+
+@pytest.mark.parametrize("store", ["fakeredis", "redis", "cluster"], indirect=True)
+def test_a_deadline_whose_wanted_record_failed_is_not_taken(store: StateStore) -> None:
+    """A pipeline is no transaction: a refused write must not leave the deadline taken."""
+    assert isinstance(store, RedisStore)
+    now = time.time()
+    store.link_batch("late", LINKS, 3600, deadline=now - 1)
+    wanted_key = store.batch_key("late", "wanted")
+    store.redis.set(wanted_key, "not a hash")  # its HSETNX is refused (as under maxmemory)
+    with pytest.raises(StateStoreError):
+        store.take_due_deadlines(now, 10)
+    store.redis.delete(wanted_key)
+    assert [w.batch_id for w in store.take_due_deadlines(now, 10)] == ["late"]
 
 
 def test_one_sweeper_at_a_time(store: StateStore) -> None:

@@ -241,11 +241,13 @@ class StateStore(BatchEnds, abc.ABC):
     def take_due_deadlines(
         self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
     ) -> list[WantedCancel]:
-        """The cancels of batches whose deadline has passed, taken off the list (two round trips).
+        """The cancels of batches whose deadline has passed, taken off the list.
 
-        In the same round trip as the take, each is recorded as a cancel wanted
-        since ``now`` (kept ``wanted_ttl``): the caller only publishes them, and
-        if it never does (the sweeper killed in between), the next sweep re-sends them.
+        Each is recorded as a cancel wanted since ``now`` (kept ``wanted_ttl``)
+        before it is taken off (three round trips when any is due, one when none
+        is): the caller only publishes them, and if it never does (the sweeper
+        killed in between), the next sweep re-sends them. A failure before the
+        take leaves the deadline to the next look.
         """
 
     @abc.abstractmethod

@@ -70,10 +70,13 @@ class RedisUpkeep(RedisKeys):
         due = [text(m) for m in self._redis.zrangebyscore(index, "-inf", now, 0, limit)]
         cancels = [deadline_cancel(batch_id, now) for batch_id in due]
         if due:
+            # The wanted records first, the take only once they are all there: a
+            # pipeline is no transaction (a write refused for memory, a cluster node
+            # down), and a deadline taken with no wanted record would be dropped.
             pipe = self._redis.pipeline(transaction=False)
             self._want(pipe, cancels, wanted_ttl, now)
-            pipe.zrem(index, *due)
             pipe.execute()
+            self._redis.zrem(index, *due)
         return cancels
 
     @transient
