@@ -274,6 +274,7 @@ def test_one_sweeper_at_a_time(store: StateStore) -> None:
     assert not store.claim_sweep("worker-b", 30)
     assert store.claim_sweep("worker-b", 30, part="deadlines")  # each part its own lock
     assert not store.claim_sweep("worker-a", 30, part="deadlines")
+    assert not store.claim_sweep("worker-a", 30)  # not even by its holder
 
 
 # -- starts --------------------------------------------------------------------------------------

@@ -234,7 +234,8 @@ class StateStore(BatchEnds, abc.ABC):
 
         ``part`` names one of the sweep's jobs (``"sweep"``: stale wanted
         cancels; ``"deadlines"``: passed ``max_runtime`` deadlines), each with
-        a lock of its own, as they run at different intervals.
+        a lock of its own, as they run at different intervals. While a claim
+        lives, every other is refused, the same owner's too.
         """
 
     @abc.abstractmethod

@@ -217,7 +217,10 @@ class MemoryStore(StateStore):
 
     def claim_sweep(self, owner: str, seconds: float, *, part: str = "sweep") -> bool:
         with self._lock:
-            return bool(self._sweeper.setdefault(part, owner, seconds) == owner)
+            if self._sweeper.get(part) is not None:
+                return False  # held, by anyone: as Redis's SET NX answers
+            self._sweeper.set(part, owner, seconds)
+            return True
 
     def take_stale_wanted(self, before: float, now: float, limit: int) -> list[WantedCancel]:
         with self._lock:
