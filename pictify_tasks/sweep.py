@@ -66,12 +66,13 @@ def cancel_due_deadlines(runtime: Runtime, owner: str, *, now: float | None = No
 
 
 def sweep_once(runtime: Runtime, owner: str, *, now: float | None = None) -> list[str]:
-    """One sweep: passed deadlines (:func:`cancel_due_deadlines`), then, if this owner gets
-    the lock, the stale wanted cancels re-sent; return the re-sent ids."""
+    """One sweep, if this owner gets the lock: re-send stale wanted cancels; return their ids.
+
+    Passed deadlines are :func:`cancel_due_deadlines`'s, which the thread runs on its own.
+    """
     interval = runtime.settings.sweep_interval
     now = time.time() if now is None else now
     store = runtime.store
-    cancel_due_deadlines(runtime, owner, now=now)
     # The lock lives a little less than an interval, so the next sweep (by anyone) is free.
     if not store.claim_sweep(owner, interval * 0.9):
         return []
@@ -99,11 +100,13 @@ class _SweepThread(threading.Thread):
         ticks = 0
         while not self.stopping.wait(tick):
             ticks += 1
-            with logged_not_raised(logger, "the sweep"):
-                if ticks % per_sweep == 0:
+            # Each under its own guard: one failing (a bad record, a refused write)
+            # must not stop the other.
+            with logged_not_raised(logger, "the deadlines' look"):
+                cancel_due_deadlines(self._runtime, self._owner)
+            if ticks % per_sweep == 0:
+                with logged_not_raised(logger, "the sweep"):
                     sweep_once(self._runtime, self._owner)
-                else:
-                    cancel_due_deadlines(self._runtime, self._owner)
 
 
 class CancelSweep(ThreadStep):

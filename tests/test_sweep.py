@@ -8,7 +8,7 @@ from celery import Celery
 
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.revoke.links import BatchLinks
-from pictify_tasks.store import MemoryStore
+from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.records import WantedCancel
 from pictify_tasks.sweep import (
     DEADLINE_TICK,
@@ -67,12 +67,13 @@ def test_a_batch_past_its_max_runtime_is_cancelled_once() -> None:
     now = time.time()
     runtime.store.link_batch("late", LINKS, 7200, deadline=now - 1)
     runtime.store.link_batch("early", LINKS, 7200, deadline=now + 3600)
-    assert sweep_once(runtime, "worker-a", now=now) == []  # nothing stale: it returns those
+    assert cancel_due_deadlines(runtime, "worker-a", now=now) == ["late"]
     assert publisher.calls == [["late"]]
     assert publisher.recorded == []  # recorded as wanted by the take itself: published only
     assert publisher.wanted[0].reason == "max_runtime: late ran past its deadline"
     clock[0] = DEADLINE_TICK  # the deadlines' lock has ended
-    sweep_once(runtime, "worker-a", now=now + 1)
+    assert cancel_due_deadlines(runtime, "worker-a", now=now + 1) == []
+    assert sweep_once(runtime, "worker-a", now=now + 1) == []  # wanted since now: not stale
     assert publisher.calls == [["late"]]  # its deadline was taken: not cancelled again
     app.close()
 
@@ -133,6 +134,29 @@ def test_a_passed_deadline_is_cancelled_within_a_tick_not_a_sweep_interval() -> 
         while publisher.calls != [["late"]] and time.monotonic() < deadline:
             time.sleep(0.05)  # a poll with a deadline: the thread publishes on its own clock
         assert publisher.calls == [["late"]]
+    finally:
+        thread.stopping.set()
+        thread.join(10)
+    app.close()
+
+
+class _DeadlinesFail(MemoryStore):
+    def take_due_deadlines(self, now: float, limit: int, wanted_ttl: int = 0) -> list[WantedCancel]:
+        raise StateStoreError("state store: a refused write")
+
+
+def test_a_failing_deadlines_look_does_not_stop_the_sweep() -> None:
+    app, publisher = app_with_publisher(interval=0.2)
+    runtime = runtime_for(app)
+    runtime._store = _DeadlinesFail()
+    runtime.store.want_cancels([WantedCancel("lost", time.time(), "")], 7200)
+    thread = _SweepThread(runtime, "worker-a", 0.2)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not publisher.calls and time.monotonic() < deadline:
+            time.sleep(0.05)  # a poll with a deadline: the thread re-sends on its own clock
+        assert publisher.calls[:1] == [["lost"]]
     finally:
         thread.stopping.set()
         thread.join(10)
