@@ -141,7 +141,7 @@ def test_a_passed_deadline_is_cancelled_within_a_tick_not_a_sweep_interval() -> 
 
 
 class _DeadlinesFail(MemoryStore):
-    def take_due_deadlines(self, now: float, limit: int, wanted_ttl: int = 0) -> list[WantedCancel]:
+    def take_due_deadlines(self, now: float, limit: int, wanted_ttl: int) -> list[WantedCancel]:
         raise StateStoreError("state store: a refused write")
 
 

@@ -46,9 +46,6 @@ __all__ = [
 
 #: What a link entry names when it is a start, not a batch ("/" is never in an id).
 START_PREFIX = "start/"
-#: How long a deadline's wanted cancel is kept by default: ``pictify_cancel_deadline``'s
-#: default, and an hour more (the sweep passes ``wanted_ttl`` from the settings).
-DEADLINE_WANTED_TTL = 7200
 
 
 def deadline_cancel(batch_id: str, now: float) -> WantedCancel:
@@ -239,9 +236,7 @@ class StateStore(BatchEnds, abc.ABC):
         """
 
     @abc.abstractmethod
-    def take_due_deadlines(
-        self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
-    ) -> list[WantedCancel]:
+    def take_due_deadlines(self, now: float, limit: int, wanted_ttl: int) -> list[WantedCancel]:
         """The cancels of batches whose deadline has passed, taken off the list.
 
         Each is recorded as a cancel wanted since ``now`` (kept ``wanted_ttl``)

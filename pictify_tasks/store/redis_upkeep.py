@@ -12,7 +12,6 @@ from typing import Any
 
 from pictify_tasks.revoke.links import Scope
 from pictify_tasks.store.base import (
-    DEADLINE_WANTED_TTL,
     Linked,
     deadline_cancel,
     read_link_value,
@@ -63,9 +62,7 @@ class RedisUpkeep(RedisKeys):
         pipe.expire(self._deadlines(), int(ttl))
 
     @transient
-    def take_due_deadlines(
-        self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
-    ) -> list[WantedCancel]:
+    def take_due_deadlines(self, now: float, limit: int, wanted_ttl: int) -> list[WantedCancel]:
         index = self._deadlines()
         due = [text(m) for m in self._redis.zrangebyscore(index, "-inf", now, 0, limit)]
         cancels = [deadline_cancel(batch_id, now) for batch_id in due]
