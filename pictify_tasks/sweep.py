@@ -8,8 +8,9 @@ store) re-publishes the wanted cancels older than one interval that have no
 outcome and no live lease. ``pictify_sweep_interval = 0`` switches it off.
 
 The same thread cancels the batches past their ``max_runtime``, more often:
-every :data:`DEADLINE_TICK` seconds at most (one round trip, under a lock of
-its own), so a deadline is kept within seconds, not within a sweep interval.
+every :data:`DEADLINE_TICK` seconds at most (under a lock of its own: two round
+trips when none is due), so a deadline is kept within seconds, not within a
+sweep interval.
 """
 
 from __future__ import annotations
