@@ -8,8 +8,9 @@ store) re-publishes the wanted cancels older than one interval that have no
 outcome and no live lease. ``pictify_sweep_interval = 0`` switches it off.
 
 The same thread cancels the batches past their ``max_runtime``, more often:
-every :data:`DEADLINE_TICK` seconds at most (one round trip, under a lock of
-its own), so a deadline is kept within seconds, not within a sweep interval.
+every :data:`DEADLINE_TICK` seconds at most (under a lock of its own: two round
+trips when none is due), so a deadline is kept within seconds, not within a
+sweep interval.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def cancel_due_deadlines(runtime: Runtime, owner: str, *, now: float | None = No
     # The lock lives a little less than a tick, so the next look (by anyone) is free.
     if not store.claim_sweep(owner, tick * 0.9, part="deadlines"):
         return []
-    # Taken and recorded as wanted in one go: publishing is all that is left (the
+    # Recorded as wanted before they are taken: publishing is all that is left (the
     # sweep re-sends any this one does not get out).
     due = store.take_due_deadlines(now, SWEEP_LIMIT, runtime.settings.wanted_ttl)
     if due:
@@ -66,12 +67,13 @@ def cancel_due_deadlines(runtime: Runtime, owner: str, *, now: float | None = No
 
 
 def sweep_once(runtime: Runtime, owner: str, *, now: float | None = None) -> list[str]:
-    """One sweep: passed deadlines (:func:`cancel_due_deadlines`), then, if this owner gets
-    the lock, the stale wanted cancels re-sent; return the re-sent ids."""
+    """One sweep, if this owner gets the lock: re-send stale wanted cancels; return their ids.
+
+    Passed deadlines are :func:`cancel_due_deadlines`'s, which the thread runs on its own.
+    """
     interval = runtime.settings.sweep_interval
     now = time.time() if now is None else now
     store = runtime.store
-    cancel_due_deadlines(runtime, owner, now=now)
     # The lock lives a little less than an interval, so the next sweep (by anyone) is free.
     if not store.claim_sweep(owner, interval * 0.9):
         return []
@@ -99,11 +101,13 @@ class _SweepThread(threading.Thread):
         ticks = 0
         while not self.stopping.wait(tick):
             ticks += 1
-            with logged_not_raised(logger, "the sweep"):
-                if ticks % per_sweep == 0:
+            # Each under its own guard: one failing (a bad record, a refused write)
+            # must not stop the other.
+            with logged_not_raised(logger, "the deadlines' look"):
+                cancel_due_deadlines(self._runtime, self._owner)
+            if ticks % per_sweep == 0:
+                with logged_not_raised(logger, "the sweep"):
                     sweep_once(self._runtime, self._owner)
-                else:
-                    cancel_due_deadlines(self._runtime, self._owner)
 
 
 class CancelSweep(ThreadStep):

@@ -79,8 +79,8 @@ def test_track_batch_with_max_runtime_is_cancelled_by_the_sweep_once_it_passes(
     before = time.time()
     pictify_tasks.track_batch("batch-1", workflow_id="wf-1", max_runtime=60, app=app)
     store = runtime_for(app).store
-    assert store.take_due_deadlines(before + 59, 10) == []
-    [due] = store.take_due_deadlines(time.time() + 60, 10)
+    assert store.take_due_deadlines(before + 59, 10, 3600) == []
+    [due] = store.take_due_deadlines(time.time() + 60, 10, 3600)
     assert due.batch_id == "batch-1"
 
 

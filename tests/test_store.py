@@ -11,7 +11,13 @@ import pytest
 import redis
 
 from pictify_tasks.revoke.links import BatchLinks, Scope
-from pictify_tasks.store import FailureRecord, OutcomeRecord, RedisStore, StateStore
+from pictify_tasks.store import (
+    FailureRecord,
+    OutcomeRecord,
+    RedisStore,
+    StateStore,
+    StateStoreError,
+)
 from pictify_tasks.store.records import StartMade, StartRequest, WantedCancel
 from tests.spare_redis import spare_redis
 
@@ -240,13 +246,27 @@ def test_a_taken_deadline_is_a_wanted_cancel_until_its_task_is_published(
     now = time.time()
     store.link_batch("late", LINKS, 3600, deadline=now - 1)
     store.link_batch("early", LINKS, 3600, deadline=now + 3600)
-    [taken] = store.take_due_deadlines(now, 10)
+    [taken] = store.take_due_deadlines(now, 10, 3600)
     assert (taken.batch_id, taken.reason) == ("late", "max_runtime: late ran past its deadline")
-    assert store.take_due_deadlines(now, 10) == []  # taken once
+    assert store.take_due_deadlines(now, 10, 3600) == []  # taken once
     assert store.take_stale_wanted(now - 60, now, 10) == []  # a fresh want, as if just sent
     # Nothing published it: an interval later the sweep finds it wanted, with no task on it.
     stale = store.take_stale_wanted(now + 1, now + 60, 10)
     assert [(w.batch_id, w.asked_at, w.reason) for w in stale] == [("late", now, taken.reason)]
+
+
+@pytest.mark.parametrize("store", ["fakeredis", "redis", "cluster"], indirect=True)
+def test_a_deadline_whose_wanted_record_failed_is_not_taken(store: StateStore) -> None:
+    """A pipeline is no transaction: a refused write must not leave the deadline taken."""
+    assert isinstance(store, RedisStore)
+    now = time.time()
+    store.link_batch("late", LINKS, 3600, deadline=now - 1)
+    wanted_key = store.batch_key("late", "wanted")
+    store.redis.set(wanted_key, "not a hash")  # its HSETNX is refused (as under maxmemory)
+    with pytest.raises(StateStoreError):
+        store.take_due_deadlines(now, 10, 3600)
+    store.redis.delete(wanted_key)
+    assert [w.batch_id for w in store.take_due_deadlines(now, 10, 3600)] == ["late"]
 
 
 def test_one_sweeper_at_a_time(store: StateStore) -> None:
@@ -254,6 +274,7 @@ def test_one_sweeper_at_a_time(store: StateStore) -> None:
     assert not store.claim_sweep("worker-b", 30)
     assert store.claim_sweep("worker-b", 30, part="deadlines")  # each part its own lock
     assert not store.claim_sweep("worker-a", 30, part="deadlines")
+    assert not store.claim_sweep("worker-a", 30)  # not even by its holder
 
 
 # -- starts --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from celery import Celery
 
 from pictify_tasks._runtime import runtime_for
 from pictify_tasks.revoke.links import BatchLinks
+from pictify_tasks.store import MemoryStore, StateStoreError
 from pictify_tasks.store.records import WantedCancel
 from pictify_tasks.sweep import (
     DEADLINE_TICK,
@@ -30,8 +31,16 @@ def app_with_publisher(interval: float = 30) -> tuple[Celery, RecordingPublisher
     return app, publisher
 
 
+def store_clock(app: Celery) -> list[float]:
+    """Put the app's state on a store whose clock (its locks' expiry) the test moves."""
+    clock = [0.0]
+    runtime_for(app)._store = MemoryStore(clock=lambda: clock[0])
+    return clock
+
+
 def test_a_wanted_cancel_with_no_task_on_it_is_sent_again_with_its_first_ask() -> None:
     app, publisher = app_with_publisher()
+    clock = store_clock(app)
     runtime = runtime_for(app)
     asked = time.time() - 3600
     runtime.store.want_cancels([WantedCancel("b1", asked, "revoked: wf")], 7200)
@@ -39,26 +48,32 @@ def test_a_wanted_cancel_with_no_task_on_it_is_sent_again_with_its_first_ask() -
     assert sweep_once(runtime, "worker-a", now=later) == ["b1"]
     assert publisher.wanted == [WantedCancel("b1", asked, "revoked: wf")]
     assert publisher.recorded == []  # published only: its wanted record is there already
+    clock[0] = 30  # the lock (27 s) has ended: what follows is the wanted index's doing
     # not again within the next interval, but once that is over, again
     assert sweep_once(runtime, "worker-a", now=later + 10) == []
+    clock[0] = 60
     assert sweep_once(runtime, "worker-a", now=later + 40) == ["b1"]
     # a second sweeper gets nothing while the first holds the lock, though b1 is due again
     assert sweep_once(runtime, "worker-b", now=later + 80) == []
-    assert sweep_once(runtime, "worker-a", now=later + 80) == ["b1"]
+    clock[0] = 90
+    assert sweep_once(runtime, "worker-b", now=later + 80) == ["b1"]
     app.close()
 
 
 def test_a_batch_past_its_max_runtime_is_cancelled_once() -> None:
     app, publisher = app_with_publisher()
+    clock = store_clock(app)
     runtime = runtime_for(app)
     now = time.time()
     runtime.store.link_batch("late", LINKS, 7200, deadline=now - 1)
     runtime.store.link_batch("early", LINKS, 7200, deadline=now + 3600)
-    assert sweep_once(runtime, "worker-a", now=now) == []  # nothing stale: it returns those
+    assert cancel_due_deadlines(runtime, "worker-a", now=now) == ["late"]
     assert publisher.calls == [["late"]]
     assert publisher.recorded == []  # recorded as wanted by the take itself: published only
     assert publisher.wanted[0].reason == "max_runtime: late ran past its deadline"
-    sweep_once(runtime, "worker-a", now=now + 1)
+    clock[0] = DEADLINE_TICK  # the deadlines' lock has ended
+    assert cancel_due_deadlines(runtime, "worker-a", now=now + 1) == []
+    assert sweep_once(runtime, "worker-a", now=now + 1) == []  # wanted since now: not stale
     assert publisher.calls == [["late"]]  # its deadline was taken: not cancelled again
     app.close()
 
@@ -93,6 +108,7 @@ def test_the_thread_ticks_for_deadlines_and_keeps_the_sweeps_interval() -> None:
 
 def test_deadlines_have_a_lock_of_their_own() -> None:
     app, publisher = app_with_publisher()
+    clock = store_clock(app)
     runtime = runtime_for(app)
     now = time.time()
     runtime.store.link_batch("late", LINKS, 7200, deadline=now - 1)
@@ -100,7 +116,8 @@ def test_deadlines_have_a_lock_of_their_own() -> None:
     runtime.store.link_batch("later", LINKS, 7200, deadline=now - 1)
     assert cancel_due_deadlines(runtime, "worker-b", now=now) == []  # a holds the lock
     assert runtime.store.claim_sweep("worker-b", 30)  # the sweep's own lock is free
-    assert cancel_due_deadlines(runtime, "worker-a", now=now) == ["later"]
+    clock[0] = DEADLINE_TICK * 0.9  # the deadlines' lock lives 0.9 of a tick
+    assert cancel_due_deadlines(runtime, "worker-b", now=now) == ["later"]
     assert publisher.calls == [["late"], ["later"]]
     app.close()
 
@@ -117,6 +134,29 @@ def test_a_passed_deadline_is_cancelled_within_a_tick_not_a_sweep_interval() -> 
         while publisher.calls != [["late"]] and time.monotonic() < deadline:
             time.sleep(0.05)  # a poll with a deadline: the thread publishes on its own clock
         assert publisher.calls == [["late"]]
+    finally:
+        thread.stopping.set()
+        thread.join(10)
+    app.close()
+
+
+class _DeadlinesFail(MemoryStore):
+    def take_due_deadlines(self, now: float, limit: int, wanted_ttl: int) -> list[WantedCancel]:
+        raise StateStoreError("state store: a refused write")
+
+
+def test_a_failing_deadlines_look_does_not_stop_the_sweep() -> None:
+    app, publisher = app_with_publisher(interval=0.2)
+    runtime = runtime_for(app)
+    runtime._store = _DeadlinesFail()
+    runtime.store.want_cancels([WantedCancel("lost", time.time(), "")], 7200)
+    thread = _SweepThread(runtime, "worker-a", 0.2)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not publisher.calls and time.monotonic() < deadline:
+            time.sleep(0.05)  # a poll with a deadline: the thread re-sends on its own clock
+        assert publisher.calls[:1] == [["lost"]]
     finally:
         thread.stopping.set()
         thread.join(10)

@@ -46,9 +46,6 @@ __all__ = [
 
 #: What a link entry names when it is a start, not a batch ("/" is never in an id).
 START_PREFIX = "start/"
-#: How long a deadline's wanted cancel is kept by default: ``pictify_cancel_deadline``'s
-#: default, and an hour more (the sweep passes ``wanted_ttl`` from the settings).
-DEADLINE_WANTED_TTL = 7200
 
 
 def deadline_cancel(batch_id: str, now: float) -> WantedCancel:
@@ -234,18 +231,19 @@ class StateStore(BatchEnds, abc.ABC):
 
         ``part`` names one of the sweep's jobs (``"sweep"``: stale wanted
         cancels; ``"deadlines"``: passed ``max_runtime`` deadlines), each with
-        a lock of its own, as they run at different intervals.
+        a lock of its own, as they run at different intervals. While a claim
+        lives, every other is refused, the same owner's too.
         """
 
     @abc.abstractmethod
-    def take_due_deadlines(
-        self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
-    ) -> list[WantedCancel]:
-        """The cancels of batches whose deadline has passed, taken off the list (two round trips).
+    def take_due_deadlines(self, now: float, limit: int, wanted_ttl: int) -> list[WantedCancel]:
+        """The cancels of batches whose deadline has passed, taken off the list.
 
-        In the same round trip as the take, each is recorded as a cancel wanted
-        since ``now`` (kept ``wanted_ttl``): the caller only publishes them, and
-        if it never does (the sweeper killed in between), the next sweep re-sends them.
+        Each is recorded as a cancel wanted since ``now`` (kept ``wanted_ttl``)
+        before it is taken off (three round trips when any is due, one when none
+        is): the caller only publishes them, and if it never does (the sweeper
+        killed in between), the next sweep re-sends them. A failure before the
+        take leaves the deadline to the next look.
         """
 
     @abc.abstractmethod

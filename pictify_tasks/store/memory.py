@@ -15,7 +15,6 @@ from typing import Any, Callable
 from pictify_tasks.limiter import LimiterConfig, LimiterState, MemoryLimiter, StoreLimiter
 from pictify_tasks.revoke.links import BatchLinks, Scope
 from pictify_tasks.store.base import (
-    DEADLINE_WANTED_TTL,
     START_PREFIX,
     CancelBegin,
     CancelState,
@@ -204,9 +203,7 @@ class MemoryStore(StateStore):
 
     # -- the sweep -----------------------------------------------------------------------
 
-    def take_due_deadlines(
-        self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
-    ) -> list[WantedCancel]:
+    def take_due_deadlines(self, now: float, limit: int, wanted_ttl: int) -> list[WantedCancel]:
         with self._lock:
             due = sorted((at, b) for b, at in self._deadlines.items() if at <= now)[:limit]
             cancels = [deadline_cancel(batch_id, now) for _, batch_id in due]
@@ -217,7 +214,10 @@ class MemoryStore(StateStore):
 
     def claim_sweep(self, owner: str, seconds: float, *, part: str = "sweep") -> bool:
         with self._lock:
-            return bool(self._sweeper.setdefault(part, owner, seconds) == owner)
+            if self._sweeper.get(part) is not None:
+                return False  # held, by anyone: as Redis's SET NX answers
+            self._sweeper.set(part, owner, seconds)
+            return True
 
     def take_stale_wanted(self, before: float, now: float, limit: int) -> list[WantedCancel]:
         with self._lock:

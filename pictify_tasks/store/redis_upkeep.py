@@ -12,7 +12,6 @@ from typing import Any
 
 from pictify_tasks.revoke.links import Scope
 from pictify_tasks.store.base import (
-    DEADLINE_WANTED_TTL,
     Linked,
     deadline_cancel,
     read_link_value,
@@ -63,17 +62,18 @@ class RedisUpkeep(RedisKeys):
         pipe.expire(self._deadlines(), int(ttl))
 
     @transient
-    def take_due_deadlines(
-        self, now: float, limit: int, wanted_ttl: int = DEADLINE_WANTED_TTL
-    ) -> list[WantedCancel]:
+    def take_due_deadlines(self, now: float, limit: int, wanted_ttl: int) -> list[WantedCancel]:
         index = self._deadlines()
         due = [text(m) for m in self._redis.zrangebyscore(index, "-inf", now, 0, limit)]
         cancels = [deadline_cancel(batch_id, now) for batch_id in due]
         if due:
+            # The wanted records first, the take only once they are all there: a
+            # pipeline is no transaction (a write refused for memory, a cluster node
+            # down), and a deadline taken with no wanted record would be dropped.
             pipe = self._redis.pipeline(transaction=False)
             self._want(pipe, cancels, wanted_ttl, now)
-            pipe.zrem(index, *due)
             pipe.execute()
+            self._redis.zrem(index, *due)
         return cancels
 
     @transient
