@@ -4,8 +4,8 @@ A revoke heard while Redis is unreachable must not be lost: it is kept here,
 in the worker, and tried again with backoff, in the order it came. A round
 stops at the first failure (the store is still down: do not hammer it). The
 backlog is bounded, and an item not done by its deadline is dropped; both
-drops are logged as errors, never silent (the sweep and the listener's
-catch-up are the lines behind it). At worker shutdown :meth:`Backlog.drain`
+drops are logged as errors, never silent (a dropped publish whose wanted
+record was written is re-sent by the sweep). At worker shutdown :meth:`Backlog.drain`
 tries what is left once and logs each item that is lost.
 """
 
