@@ -201,9 +201,25 @@ def test_the_same_revoke_heard_twice_is_handled_once() -> None:
     assert fan.handle_revoke(["wf-1"]) is True
     assert fan.handle_revoke(["wf-1"]) is True  # heard again: nothing to do
     assert fan.handle_revoke(["wf-1", "wf-2"]) is True  # only the new id is looked up
-    assert fan.handle_revoke(["wf-1"], Scope.TASK, False) is True  # another reading: done
-    assert store.asked == [["wf-1"], ["wf-2"], ["wf-1"]]
+    assert store.asked == [["wf-1"], ["wf-2"]]
     assert publisher.calls == [["batch-1"]]
+
+
+def test_a_catch_up_of_an_id_handled_already_asks_the_store_nothing() -> None:
+    """The narrowest reading (task scope, not remembered) is covered by a remembered one.
+
+    The signal handled a revoke while the listener was reconnecting; its
+    catch-up then hands the same id over in that reading.
+    """
+    store = CountingStore()
+    fan = memory_fanout(store, RecordingPublisher())
+    fan.handle_revoke(["wf-1"])  # the signal
+    fan.handle_revoke(["wf-1", "wf-3"], Scope.TASK, False, "catch-up: wf-1 and 1 more")
+    fan.handle_revoke(["wf-4"], Scope.TASK, False, "catch-up: wf-4")
+    fan.handle_revoke(["wf-4"])  # a wider reading than the one handled: looked up
+    fan.handle_revoke(["wf-5"], Scope.WORKFLOW, False, "failed: wf-5")
+    fan.handle_revoke(["wf-5"], Scope.TASK, False)  # not remembered: later links not covered
+    assert store.asked == [["wf-1"], ["wf-3"], ["wf-4"], ["wf-4"], ["wf-5"], ["wf-5"]]
 
 
 def test_the_memo_of_handled_revokes_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
