@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import Callable
@@ -200,9 +201,25 @@ def test_the_same_revoke_heard_twice_is_handled_once() -> None:
     assert fan.handle_revoke(["wf-1"]) is True
     assert fan.handle_revoke(["wf-1"]) is True  # heard again: nothing to do
     assert fan.handle_revoke(["wf-1", "wf-2"]) is True  # only the new id is looked up
-    assert fan.handle_revoke(["wf-1"], Scope.TASK, False) is True  # another reading: done
-    assert store.asked == [["wf-1"], ["wf-2"], ["wf-1"]]
+    assert store.asked == [["wf-1"], ["wf-2"]]
     assert publisher.calls == [["batch-1"]]
+
+
+def test_a_catch_up_of_an_id_handled_already_asks_the_store_nothing() -> None:
+    """The narrowest reading (task scope, not remembered) is covered by a remembered one.
+
+    The signal handled a revoke while the listener was reconnecting; its
+    catch-up then hands the same id over in that reading.
+    """
+    store = CountingStore()
+    fan = memory_fanout(store, RecordingPublisher())
+    fan.handle_revoke(["wf-1"])  # the signal
+    fan.handle_revoke(["wf-1", "wf-3"], Scope.TASK, False, "catch-up: wf-1 and 1 more")
+    fan.handle_revoke(["wf-4"], Scope.TASK, False, "catch-up: wf-4")
+    fan.handle_revoke(["wf-4"])  # a wider reading than the one handled: looked up
+    fan.handle_revoke(["wf-5"], Scope.WORKFLOW, False, "failed: wf-5")
+    fan.handle_revoke(["wf-5"], Scope.TASK, False)  # not remembered: later links not covered
+    assert store.asked == [["wf-1"], ["wf-3"], ["wf-4"], ["wf-4"], ["wf-5"], ["wf-5"]]
 
 
 def test_the_memo_of_handled_revokes_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,3 +276,54 @@ def test_work_kept_after_the_drain_is_logged_as_lost_at_once(
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors == ["pictify-tasks: revoke of ['wf-1'] not done before the worker stopped: lost"]
     assert len(backlog) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_neither_does_nor_waits_on_its_parents_kept_work() -> None:
+    """A prefork pool process drains its backlog at its exit (``worker_process_shutdown``).
+
+    It is forked while its parent's backlog holds work and, maybe, its
+    thread is mid-round: the child must not do the parent's items, nor wait
+    forever on the round lock that thread held, and its own kept work must
+    still be done.
+    """
+    steps = Steps()
+    backlog = Backlog(first_delay=0.05, max_delay=0.2)
+    backlog.keep("parent's", steps.action("parent's", flaky=True), keep_for=60)
+    read, write = os.pipe()
+    mid_round, fork_done = threading.Event(), threading.Event()
+
+    def hold_the_round_lock() -> None:  # as the parent's backlog thread does mid-round
+        with backlog._round_lock:
+            mid_round.set()
+            fork_done.wait(WAIT)
+
+    holder = threading.Thread(target=hold_the_round_lock)
+    holder.start()
+    assert mid_round.wait(WAIT)
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        try:
+            steps.calls.clear()
+            inherited = len(backlog)  # what its drain at exit would do and log as lost
+            done = threading.Event()
+            backlog.keep("child's", done.set, keep_for=60)
+            own_done = done.wait(5)
+            drainer = threading.Thread(target=backlog.drain, daemon=True)
+            drainer.start()
+            drainer.join(5)
+            report = f"{inherited} {own_done} {drainer.is_alive()} {steps.calls} {len(backlog)}"
+            os.write(write, report.encode())
+        finally:
+            os._exit(0)
+    fork_done.set()
+    holder.join(WAIT)
+    os.close(write)
+    try:
+        with os.fdopen(read, "rb") as pipe:
+            report = pipe.read().decode()
+        os.waitpid(pid, 0)
+        # nothing inherited, own work done, drain returned, the parent's item not run
+        assert report == "0 True False [] 0"
+    finally:
+        backlog.stop()

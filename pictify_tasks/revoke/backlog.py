@@ -4,8 +4,8 @@ A revoke heard while Redis is unreachable must not be lost: it is kept here,
 in the worker, and tried again with backoff, in the order it came. A round
 stops at the first failure (the store is still down: do not hammer it). The
 backlog is bounded, and an item not done by its deadline is dropped; both
-drops are logged as errors, never silent (the sweep and the listener's
-catch-up are the lines behind it). At worker shutdown :meth:`Backlog.drain`
+drops are logged as errors, never silent (a dropped publish whose wanted
+record was written is re-sent by the sweep). At worker shutdown :meth:`Backlog.drain`
 tries what is left once and logs each item that is lost.
 """
 
@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -56,8 +57,24 @@ class Backlog:
         self._cond = threading.Condition()
         self._round_lock = threading.Lock()  # one round at a time: the thread's or drain's
         self._thread: threading.Thread | None = None
-        self._pid = 0
         self._stopping = threading.Event()
+        _backlogs.add(self)
+
+    def _forget_the_parents_work(self) -> None:
+        """In a forked child: the parent's items are the parent's, and so are its locks.
+
+        A prefork pool process must neither do its parent's items (nor log
+        them as lost at its exit), nor wait on a lock the parent's backlog
+        thread held at the fork (that thread does not exist in the child).
+        """
+        stopped = self._stopping.is_set()
+        self._items = deque()
+        self._cond = threading.Condition()
+        self._round_lock = threading.Lock()
+        self._thread = None
+        self._stopping = threading.Event()
+        if stopped:
+            self._stopping.set()
 
     def __len__(self) -> int:
         with self._cond:
@@ -72,11 +89,6 @@ class Backlog:
             logger.error("pictify-tasks: %s not done before the worker stopped: lost", what)
             return
         with self._cond:
-            if self._pid != os.getpid():
-                # Forked: what is kept belongs to the parent, which does it.
-                self._items.clear()
-                self._pid = os.getpid()
-                self._thread = None
             if len(self._items) >= self._max_items:
                 dropped = self._items.popleft()
                 logger.error("pictify-tasks: backlog full, dropped %s", dropped.what)
@@ -149,3 +161,16 @@ class Backlog:
                 "(the state store or broker kept refusing it)",
                 item.what,
             )
+
+
+#: Every backlog of this process, so that a forked child can forget its parent's work.
+_backlogs: weakref.WeakSet[Backlog] = weakref.WeakSet()
+
+
+def _forget_the_parents_work() -> None:
+    for backlog in list(_backlogs):
+        backlog._forget_the_parents_work()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forget_the_parents_work)

@@ -32,8 +32,12 @@ logger = logging.getLogger("pictify_tasks.revoke")
 
 #: A batch whose cancel this process enqueued this recently is not enqueued again.
 RECENT_SECONDS = 10.0
-#: How many revokes (id, scope, remember) :meth:`Fanout.handle_revoke` remembers handling.
+#: How many revoked ids :meth:`Fanout.handle_revoke` remembers handling (and in which readings).
 HANDLED_MEMO = 1024
+#: The narrowest reading of a revoke (the catch-up's): a remembered reading of the same id
+#: covers it, since a batch's task-scope links are among its workflow-scope ones and a
+#: batch linked later under a remembered id is cancelled as it is linked.
+_NARROWEST = (Scope.TASK, False)
 
 
 class Publisher(Protocol):
@@ -70,7 +74,7 @@ class Fanout:
         self._clock = clock
         self._lock = threading.Lock()
         self._recent: dict[str, float] = {}
-        self._handled: OrderedDict[tuple[str, Scope | None, bool], None] = OrderedDict()
+        self._handled: OrderedDict[str, set[tuple[Scope | None, bool]]] = OrderedDict()
         self._executor: ThreadPoolExecutor | None = None
         self._executor_pid = 0
         self.backlog = Backlog()
@@ -146,20 +150,23 @@ class Fanout:
             return False
 
     def _first_time(self, ids: Sequence[str], scope: Scope | None, remember: bool) -> list[str]:
-        """The ids not handled yet with this scope and ``remember``; now marked handled.
+        """The ids not handled yet in this reading (scope, ``remember``); now marked handled.
 
+        An id handled in a remembered reading was handled in the narrowest one too.
         Marked before they are handled: one that fails is kept in the backlog,
         which does it, so it is not handled again either.
         """
+        reading = (scope, remember)
         fresh = []
         with self._lock:
             for task_id in dict.fromkeys(ids):
-                key = (task_id, scope, remember)
-                if key in self._handled:
-                    self._handled.move_to_end(key)
-                else:
-                    self._handled[key] = None
-                    fresh.append(task_id)
+                readings = self._handled.setdefault(task_id, set())
+                self._handled.move_to_end(task_id)
+                remembered = any(kept for _, kept in readings)
+                if reading in readings or (remembered and reading == _NARROWEST):
+                    continue
+                readings.add(reading)
+                fresh.append(task_id)
             while len(self._handled) > HANDLED_MEMO:
                 self._handled.popitem(last=False)
         return fresh

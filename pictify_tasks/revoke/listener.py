@@ -104,8 +104,8 @@ class RevokeHandler(Protocol):
         scope: Scope | None = None,
         remember: bool = True,
         reason: str | None = None,
-    ) -> bool:
-        """Handle the revoke of ``ids``; ``False`` when it was kept for later."""
+    ) -> object:
+        """Handle the revoke of ``ids`` now, or keep it to try again (never lose it silently)."""
 
 
 class _SeenIds:
@@ -227,8 +227,8 @@ class _ListenerThread(threading.Thread):
             chunk = unseen[start : start + CATCH_UP_CHUNK]
             what = known[chunk[0]] + (f" and {len(chunk) - 1} more" if len(chunk) > 1 else "")
             with logged_not_raised(logger, f"catching up on {what}"):
-                if self._on_notice(chunk, Scope.TASK, False, f"catch-up: {what}"):
-                    self._seen.add(chunk)
+                self._on_notice(chunk, Scope.TASK, False, f"catch-up: {what}")
+                self._seen.add(chunk)
 
     def _on_message(self, body: Any, message: Any) -> None:
         with logged_not_raised(logger, "reading a control message"):
@@ -238,11 +238,12 @@ class _ListenerThread(threading.Thread):
 
     def _handle(self, notice: RevokeNotice) -> None:
         with logged_not_raised(logger, f"handling {notice}"):
-            # Seen only once handled: a revoke kept for later (the store was
-            # down) is handled again by the catch-up after a reconnect too.
+            # Seen once handed over, even if kept for later (the store was
+            # down): the fan-out retries it, so a catch-up after a reconnect
+            # would only ask the store about it a second time.
             link_ids = notice.link_ids()
-            if self._on_notice(link_ids):
-                self._seen.add(link_ids)
+            self._on_notice(link_ids)
+            self._seen.add(link_ids)
 
 
 class RevokeListener(ThreadStep):
