@@ -244,6 +244,17 @@ def test_a_command_waits_for_its_token_within_a_bound() -> None:
     assert slept == [2.5]
     with pytest.raises(NoTokenInTimeError, match=r"for 31\.0s"):
         take_token(_Limiter(31.0), "a look", sleep=slept.append, clock=lambda: 0.0)
+    # The bound is on the whole wait, not on each of its turns.
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    slept.clear()
+    with pytest.raises(NoTokenInTimeError, match=r"for 20\.0s"):
+        take_token(_Limiter(20.0, 20.0, 0.0), "a look", sleep=sleep, clock=lambda: now[0])
+    assert slept == [20.0]
 
 
 # -- links and cancel-workflow ----------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pictify_tasks import PictifyClient
+from pictify_tasks.errors import CancelNotConfirmedError
 from pictify_tasks.testing import PictifyEmulator
 
 SECRET = "whsec_emulator_tests_secret"
@@ -156,6 +157,24 @@ def test_faults_repeat_spoil_or_lose_a_delivery(
     assert signed_as_documented(old.headers, old.body)
     assert stamp(old.headers) <= old.sent_at - 600
     assert emulator.webhook_deliveries(lost) == []  # ended before plain, never sent
+
+
+def test_a_lagging_cancel_is_told_when_it_takes_effect(
+    emulator: PictifyEmulator, hook: tuple[str, list[Any]]
+) -> None:
+    """The "cancel lags" mode: the batch stops by itself later, and its end is told then."""
+    url, _ = hook
+    emulator.cancel_lag = 0.3
+    batch_id = emulator.create_batch(webhook_url=url)  # frozen: it would never end by itself
+    client = PictifyClient(emulator.api_key, base_url=emulator.base_url)
+    with client, pytest.raises(CancelNotConfirmedError):  # its 200 says "processing"
+        client.cancel_batch(batch_id)
+    assert emulator.webhook_deliveries(batch_id) == []  # asked to stop, still running
+    [delivery] = emulator.wait_for_webhook_deliveries(1, batch_id, timeout=5)
+    assert json.loads(delivery.body)["data"]["status"] == "cancelled"
+    # Set running again by hand after the cancel took effect: it runs on.
+    emulator.set_batch_status(batch_id, "processing")
+    assert emulator.batch(batch_id)["status"] == "processing"
 
 
 def test_a_late_delivery_waits_its_time(

@@ -21,6 +21,7 @@ from celery import Celery
 
 import pictify_tasks
 from pictify_tasks._runtime import runtime_for
+from pictify_tasks.store.base import StateStoreError
 from pictify_tasks.store.ends import BatchEnd
 from pictify_tasks.webhooks import WebhookReceiver, sign, wsgi_app
 
@@ -196,6 +197,27 @@ def test_a_delivery_not_handed_on_is_answered_503_and_heard_when_sent_again(
     receiving.fail_publish = False
     assert receiving.post(body, headers_for(body))[0] == 200
     assert receiving.published == ["b1"]
+
+
+def test_a_delivery_the_store_cannot_record_is_answered_503_and_heard_when_sent_again(
+    receiving: Receiving, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is handed on unrecorded: Pictify sends it again, and then it is heard."""
+    store = runtime_for(receiving.app).store
+
+    def down(*args: Any, **kwargs: Any) -> bool:
+        raise StateStoreError("the state store did not answer")
+
+    body = body_for()
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "hear_batch_end", down)
+        assert receiving.post(body, headers_for(body)) == (
+            503,
+            {"error": "the state store did not answer; send it again"},
+        )
+    assert receiving.untouched()
+    assert receiving.post(body, headers_for(body)) == (202, {"accepted": True})
+    assert receiving.published == ["b1"] and receiving.end() is not None
 
 
 @pytest.fixture

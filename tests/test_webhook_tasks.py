@@ -6,12 +6,17 @@ import json
 from typing import Any
 
 import pytest
+from celery.exceptions import Ignore
 
 import pictify_tasks
 from pictify_tasks._runtime import runtime_for
+from pictify_tasks.limiter import LimiterConfig, StoreLimiter
+from pictify_tasks.ratelimit import Priority
+from pictify_tasks.revoke.links import BatchLinks
+from pictify_tasks.store import MemoryStore
 from pictify_tasks.store.ends import BatchEnd
-from pictify_tasks.testing import PictifyEmulator
-from tests.fakes import eager_app
+from pictify_tasks.testing import PictifyEmulator, use_emulator
+from tests.fakes import eager_app, memory_app, running
 
 HOOK = "https://example.com/pictify/webhook"
 
@@ -87,3 +92,60 @@ def test_an_eager_wait_with_webhooks_on_polls_at_its_own_interval(
     finally:
         pictify_tasks.uninstall(app)
     assert result["status"] == "completed"
+
+
+class CountingStore(MemoryStore):
+    """Names each store call a wait makes: each is one round trip to Redis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def wait_turn(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append("wait_turn" + ("+progress" if kwargs.get("progress") else ""))
+        return super().wait_turn(*args, **kwargs)
+
+    def note_progress(self, *args: Any) -> None:
+        self.calls.append("note_progress")
+        super().note_progress(*args)
+
+    def finish_batch(self, batch_id: str, ttl: int) -> None:
+        self.calls.append("finish_batch")
+        super().finish_batch(batch_id, ttl)
+
+    def revoked_among(self, links: BatchLinks) -> list[str]:
+        self.calls.append("revoked_among")
+        return super().revoked_among(links)
+
+    def rate_limiter(self, bucket: str, config: LimiterConfig) -> StoreLimiter:
+        limiter = super().rate_limiter(bucket, config)
+        take = limiter.acquire
+
+        def acquire(priority: Priority) -> float:
+            self.calls.append("token")
+            return take(priority)
+
+        limiter.acquire = acquire  # type: ignore[method-assign]
+        return limiter
+
+
+def test_a_poll_makes_each_store_round_trip_once(emulator: PictifyEmulator) -> None:
+    """Running: heard, token, register with its progress. Ended: also the claim and revoke check."""
+    app = memory_app("poll-trips")
+    use_emulator(app, emulator)
+    store = CountingStore()
+    runtime_for(app)._store = store
+    batch_id = emulator.create_batch(total_items=4)
+    task = app.tasks["pictify.wait_for_batch"]
+    request = {"id": "wait-1", "root_id": "wait-1", "args": (batch_id,), "is_eager": False}
+    try:
+        with running(task, retries=0, **request), pytest.raises(Ignore):  # sent again
+            task.run(batch_id)
+        assert store.calls == ["wait_turn", "token", "wait_turn+progress"]
+        store.calls.clear()
+        emulator.set_batch_status(batch_id, "completed")
+        with running(task, retries=1, **request):
+            assert task.run(batch_id)["status"] == "completed"
+        assert store.calls == ["wait_turn", "token", "finish_batch", "wait_turn", "revoked_among"]
+    finally:
+        pictify_tasks.uninstall(app)

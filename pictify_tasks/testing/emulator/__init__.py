@@ -12,7 +12,7 @@ badly signed, stale).
 
 It needs the package installed (importing ``pictify_tasks`` imports Celery);
 it shares the package's batch statuses, the body rules of the client
-(``render_body``) and the receiver's webhook signing (``webhooks.signature``),
+(``render_body``) and the receiver's event name and signing (``webhooks``),
 so the two sides cannot drift apart. Run it by hand with
 ``python -m pictify_tasks.testing.emulator --port 8765``.
 

@@ -118,10 +118,13 @@ class Batch:
             self.started_wall = now_wall
 
     def ends_at(self) -> float | None:
-        """When (``time.monotonic()``) it completes by itself, if it runs and progresses."""
-        if self.status in TERMINAL_STATUSES or self.rate <= 0:
+        """When (monotonic) it ends by itself: it completes, or a lagging cancel stops it."""
+        if self.status in TERMINAL_STATUSES:
             return None
-        return self.anchor_monotonic + (self.total_items - self.base_rendered) / self.rate
+        ends = [] if self.cancel_due is None else [self.cancel_due]
+        if self.rate > 0:
+            ends.append(self.anchor_monotonic + (self.total_items - self.base_rendered) / self.rate)
+        return min(ends, default=None)
 
     def cancel(self, lag: float = 0.0) -> str:
         """Cancel if still running; returns ``cancelled``, ``already`` or ``finished``.
@@ -144,6 +147,7 @@ class Batch:
         return "cancelled"
 
     def _stop(self, at_wall: float) -> None:
+        self.cancel_due = None  # taken effect: a status set by hand later is not undone
         self.status = "cancelled"
         self.completed_wall = at_wall
         self.effective_cancels += 1

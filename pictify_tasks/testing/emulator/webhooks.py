@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import threading
 import time
 import urllib.error
@@ -25,13 +24,14 @@ from typing import Any
 
 from pictify_tasks.testing.emulator.batches import BatchStore
 from pictify_tasks.testing.emulator.faults import Uses
+from pictify_tasks.testing.emulator.messages import encode_json
 from pictify_tasks.testing.emulator.requestlog import wait_for_count
+from pictify_tasks.webhooks.receiver import EVENT
 from pictify_tasks.webhooks.signature import sign
 
 __all__ = ["DEFAULT_WEBHOOK_SECRET", "Delivery", "WebhookFault", "WebhookSender"]
 
 DEFAULT_WEBHOOK_SECRET = "whsec_emulator_0123456789abcdef"
-EVENT = "batch.completed"
 
 
 @dataclass
@@ -180,7 +180,7 @@ class WebhookSender:
 
     def _schedule(self, url: str, data: dict[str, Any], generation: int) -> None:
         batch_id = str(data["batchId"])
-        body = json.dumps({"event": EVENT, "data": data}, separators=(",", ":")).encode()
+        body = encode_json({"event": EVENT, "data": data})
         delivery_id = "dlv_" + uuid.uuid4().hex
         with self._lock:
             if generation != self._generation:
