@@ -28,7 +28,7 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 # Each prints one JSON object as its last line; BENCH_ARGS (e.g. --quick, --redis-url) go to all.
-BENCHMARKS := fanout_limit cancels_first throughput revoke_latency store_cost webhooks
+BENCHMARKS := fanout_limit cancels_first throughput http_call_cost revoke_latency store_cost webhooks
 
 bench: $(STAMP)
 	set -e; for name in $(BENCHMARKS); do $(BIN)/python benchmarks/$$name.py $(BENCH_ARGS); done

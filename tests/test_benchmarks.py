@@ -35,6 +35,7 @@ EXPECTED = {
     "revoke_latency": {"broadcast_ms", "helper_ms", "ping_ms", "startup_s"},
     "store_cost": {"per_operation", "memory_10k_tracked_batches", "worker"},
     "webhooks": {"polling", "webhooks", "poll_interval_s", "safety_poll_s"},
+    "http_call_cost": {"cpu_us_per_call", "requests_work_us_per_call"},
 }
 
 

@@ -194,7 +194,7 @@ class StartMade:
 
 def _flat(record: Any, skip: str = "") -> dict[str, Any]:
     """A record of plain values as a dict: what ``dataclasses.asdict`` gives, without its
-    deep copy (measured: 1.7 us where ``asdict`` takes 11; a cancel makes two)."""
+    deep copy (a cancel makes two, on its hot path)."""
     return {name: getattr(record, name) for name in _field_names(type(record)) if name != skip}
 
 
